@@ -1,0 +1,1 @@
+"""hirestream applications service."""

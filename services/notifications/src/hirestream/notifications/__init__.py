@@ -1,0 +1,1 @@
+"""hirestream notifications service."""

@@ -1,0 +1,1 @@
+"""hirestream postings service."""

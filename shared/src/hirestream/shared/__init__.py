@@ -1,0 +1,1 @@
+"""The library the hirestream services share: mechanisms, never one service's rules."""

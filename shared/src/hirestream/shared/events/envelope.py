@@ -1,0 +1,94 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) every hirestream event travels in.
+
+Each event type is declared once as an `EventType`: its name (which is also its topic), the
+pydantic model of its `data`, and the payload field that is the aggregate id (the CloudEvents
+`subject` and the Kafka record key, so one aggregate's events stay in order on one partition).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from hirestream.shared.events.types import UtcDateTime, utc_now
+from pydantic import BaseModel, ConfigDict, Field
+
+CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+SCHEMA_BASE_URL = "https://hirestream.dev/schemas"
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
+class CloudEvent(BaseModel, Generic[PayloadT]):
+    """A CloudEvent whose `data` is one of our payload models.
+
+    Unknown attributes are ignored, so a consumer keeps working when a producer adds extensions.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    time: UtcDateTime
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str
+    correlationid: str | None = None
+    data: PayloadT
+
+
+@dataclass(frozen=True)
+class EventType(Generic[PayloadT]):
+    """One kind of event: its type name, payload model and schema version."""
+
+    name: str
+    payload: type[PayloadT]
+    subject_field: str
+    version: int = 1
+
+    @property
+    def topic(self) -> str:
+        return self.name
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.name}.dlq"
+
+    @property
+    def dataschema(self) -> str:
+        return f"{SCHEMA_BASE_URL}/{self.name}/{self.version}.json"
+
+    def new(
+        self, data: PayloadT, *, source: str, correlation_id: str | None = None
+    ) -> CloudEvent[PayloadT]:
+        """A new event with a fresh id: the id then stays the same across every redelivery."""
+        return CloudEvent[self.payload](  # type: ignore[name-defined]
+            id=str(uuid.uuid4()),
+            source=source,
+            type=self.name,
+            subject=str(getattr(data, self.subject_field)),
+            time=utc_now(),
+            dataschema=self.dataschema,
+            correlationid=correlation_id,
+            data=data,
+        )
+
+    def parse(self, value: bytes | str) -> CloudEvent[PayloadT]:
+        """Validate a record value as this event type; raises pydantic.ValidationError."""
+        event: CloudEvent[PayloadT] = CloudEvent[self.payload].model_validate_json(value)  # type: ignore[name-defined]
+        if event.type != self.name:
+            raise WrongEventType(expected=self.name, actual=event.type)
+        return event
+
+
+class WrongEventType(ValueError):
+    def __init__(self, *, expected: str, actual: str) -> None:
+        super().__init__(f"event type {actual!r} on the topic of {expected!r}")
+
+
+def serialize(event: CloudEvent[Any]) -> bytes:
+    """The record value: the whole envelope as compact JSON."""
+    return event.model_dump_json(exclude_none=True).encode()

@@ -1,0 +1,1 @@
+"""Kafka wiring: the broker, the outbox relay, and consuming with dead letters."""

@@ -1,0 +1,173 @@
+"""Consuming events at least once, with an exactly-once effect and dead letters.
+
+Every subscriber registered here:
+- belongs to an explicit consumer group and starts from the earliest offset when the group is
+  new, so events published before a service's first start are not missed;
+- commits its offset only after the handler returned (FastStream `NACK_ON_ERROR`: on an
+  exception the record is sought back and read again, never skipped);
+- never lets a bad record stop its partition: a value that cannot be parsed or validated goes to
+  `<topic>.dlq` at once; a transient failure (database down) is retried with exponential backoff
+  and jitter (tenacity), then dead-lettered after a bounded number of attempts. Only when the
+  dead letter itself cannot be written does the handler raise, and the record is read again.
+
+Handlers make their effect idempotent themselves (deterministic ids, version guards), because a
+crash between the effect and the commit redelivers the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
+from hirestream.shared.events.envelope import CloudEvent, EventType, WrongEventType
+from hirestream.shared.events.types import utc_now
+from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, WriteConcernError
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_REASON_LENGTH = 1000
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionFailure,  # includes server selection time-outs and network errors
+    ExecutionTimeout,
+    WriteConcernError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 10.0
+
+
+Handler = Callable[[CloudEvent[Any]], Awaitable[None]]
+
+
+def describe_invalid(error: Exception) -> str:
+    """Why a record is poison, without echoing its content (it may hold personal data)."""
+    if isinstance(error, ValidationError):
+        problems = [
+            f"{'.'.join(str(p) for p in item['loc']) or 'value'}: {item['msg']}"
+            for item in error.errors(include_input=False, include_url=False)
+        ]
+        return "invalid event: " + "; ".join(problems)
+    return f"invalid event: {error}"
+
+
+async def _raw_bytes(message: StreamMessage[Any]) -> bytes:
+    # Hand the handler the record's bytes untouched: decoding JSON here, before our handler,
+    # would turn a poison value into an exception that FastStream redelivers for ever.
+    return bytes(message.body)
+
+
+class DeadLetters:
+    """Writes records that could not be handled to `<topic>.dlq`, with the reason in headers."""
+
+    def __init__(self, broker: KafkaBroker, group_id: str) -> None:
+        self._broker = broker
+        self._group_id = group_id
+
+    async def send(self, record: ConsumerRecord[Any, Any], *, error: str, attempts: int) -> None:
+        headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
+        headers.update(
+            {
+                "dlq-original-topic": record.topic,
+                "dlq-original-partition": str(record.partition),
+                "dlq-original-offset": str(record.offset),
+                "dlq-consumer-group": self._group_id,
+                "dlq-error": error[:MAX_REASON_LENGTH],
+                "dlq-attempts": str(attempts),
+                "dlq-failed-at": utc_now().isoformat(),
+            }
+        )
+        await self._broker.publish(
+            record.value, f"{record.topic}.dlq", key=record.key, headers=headers
+        )
+
+
+def subscribe(
+    broker: KafkaBroker,
+    event_type: EventType[Any],
+    *,
+    group_id: str,
+    handle: Handler,
+    retry: RetryPolicy = RetryPolicy(),
+    transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+) -> None:
+    """Register `handle` for one event type's topic, with the guarantees described above."""
+    dead_letters = DeadLetters(broker, group_id)
+
+    async def on_record(message: KafkaMessage) -> None:
+        record: ConsumerRecord[Any, Any] = message.raw_message
+        with structlog.contextvars.bound_contextvars(
+            topic=record.topic, partition=record.partition, offset=record.offset
+        ):
+            try:
+                event = event_type.parse(record.value or b"")
+            except (ValidationError, WrongEventType, ValueError) as error:
+                reason = describe_invalid(error)
+                log.warning("event.dead_lettered", reason=reason, attempts=1)
+                await dead_letters.send(record, error=reason, attempts=1)
+                return
+            with structlog.contextvars.bound_contextvars(
+                event_id=event.id, correlation_id=event.correlationid
+            ):
+                await _handle_with_retries(event, record, handle, retry, transient, dead_letters)
+
+    broker.subscriber(
+        event_type.topic,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_bytes,
+        title=f"{group_id}:{event_type.topic}",
+        description=f"{event_type.payload.__doc__ or ''}".strip() or None,
+    )(on_record)
+
+
+async def _handle_with_retries(
+    event: CloudEvent[Any],
+    record: ConsumerRecord[Any, Any],
+    handle: Handler,
+    retry: RetryPolicy,
+    transient: tuple[type[BaseException], ...],
+    dead_letters: DeadLetters,
+) -> None:
+    attempts = 0
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(retry.attempts),
+            wait=wait_exponential_jitter(initial=retry.initial_backoff_s, max=retry.max_backoff_s),
+            retry=retry_if_exception_type(transient),
+            reraise=False,
+        ):
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                await handle(event)
+        log.info("event.handled", type=event.type, attempts=attempts)
+    except RetryError as gave_up:
+        cause = gave_up.last_attempt.exception()
+        reason = f"transient failure after {attempts} attempts: {type(cause).__name__}: {cause}"
+        log.error("event.dead_lettered", reason=reason, attempts=attempts)
+        await dead_letters.send(record, error=reason, attempts=attempts)
+    except Exception as error:  # a bug or a rule the event breaks: retrying would not help
+        reason = f"handler failed: {type(error).__name__}: {error}"
+        log.exception("event.dead_lettered", reason=reason, attempts=attempts)
+        await dead_letters.send(record, error=reason, attempts=attempts)

@@ -1,0 +1,115 @@
+"""Settings every hirestream process reads from its environment.
+
+The variable names are the contract's (CONTRACT.md: "Processes, ports, configuration"), the
+same in compose, Kubernetes, the local stack and the tests. A missing or malformed setting stops
+the process at start-up with one line that names the variable: `load_settings` does that.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from typing import Annotated, NoReturn, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class KafkaSecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+DatabaseName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class ServiceSettings(BaseSettings):
+    """What all three services need. Each service subclasses it for its own defaults."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    # Used only when a service creates a missing topic itself (local runs, tests); where
+    # topics are managed (Strimzi KafkaTopic resources) they already exist.
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_topic_replication: int = Field(default=1, ge=1)
+
+    mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
+    mongodb_database: DatabaseName = "hirestream"
+
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Port = 1025
+
+    log_level: str = Field(default="INFO", pattern=r"^(?i:DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    log_format: LogFormat = LogFormat.JSON
+    port: Port = 8000
+
+    # How long a graceful shutdown may take before in-flight work is abandoned (seconds).
+    # Kubernetes' terminationGracePeriodSeconds must be longer than this.
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _jwt_key_source(self) -> ServiceSettings:
+        if self.jwt_secret is None and self.jwt_jwks_url is None:
+            raise ValueError("JWT_SECRET or JWT_JWKS_URL must be set")
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("JWT_SECRET must be at least 32 characters (HS256 key strength)")
+        if self.kafka_security_protocol in {
+            KafkaSecurityProtocol.SASL_PLAINTEXT,
+            KafkaSecurityProtocol.SASL_SSL,
+        } and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
+            raise ValueError(
+                "KAFKA_SASL_MECHANISM and KAFKA_SASL_USERNAME are required with SASL security"
+            )
+        return self
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line naming the environment variable(s) at fault and why, without their values."""
+    parts = []
+    for item in error.errors():
+        location = [str(part) for part in item["loc"]]
+        name = "_".join(location).upper() if location else "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if location else message)
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Read settings from the environment, or stop the process with one clear line."""
+    try:
+        return settings_class()
+    except ValidationError as error:
+        _exit_with(describe_settings_error(error))
+
+
+def _exit_with(line: str) -> NoReturn:
+    print(f"error: {line}", file=sys.stderr)  # logging is not configured yet: plain stderr
+    raise SystemExit(2)

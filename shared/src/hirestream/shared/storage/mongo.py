@@ -1,0 +1,49 @@
+"""MongoDB client set-up with PyMongo's async API (Motor is retired: DESIGN.md decision 8).
+
+Everything here works on a standalone mongod and on FerretDB v1 alike: no transactions, no
+change streams, no partial or TTL indexes. Where a real MongoDB feature would be nicer, the code
+that needs it says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hirestream.shared.settings import ServiceSettings
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+
+
+def make_mongo_client(settings: ServiceSettings, *, app_name: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(
+        settings.mongodb_url.get_secret_value(),
+        appname=app_name,
+        tz_aware=True,
+        # Fail a request in seconds rather than hang it for the driver's 30 s default while
+        # the database is away: the API answers 503 and the consumer retries with backoff.
+        serverSelectionTimeoutMS=5000,
+        connectTimeoutMS=5000,
+        # Writes retried once by the driver on a network blip are safe: ours are idempotent.
+        retryWrites=True,
+    )
+
+
+@dataclass(frozen=True)
+class CollectionIndexes:
+    collection: str
+    indexes: Sequence[IndexModel] = field(default_factory=tuple)
+
+
+async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[CollectionIndexes]) -> None:
+    """Create the indexes a service relies on (a no-op when they already exist)."""
+    for spec in specs:
+        if spec.indexes:
+            await db[spec.collection].create_indexes(list(spec.indexes))
+
+
+async def ping(client: AsyncMongoClient[Document]) -> None:
+    await client.admin.command("ping")

@@ -1,0 +1,1 @@
+"""HTTP mechanisms every service's API uses: auth, problem details, health, metrics."""

@@ -1,0 +1,59 @@
+"""Prometheus metrics every service exposes on `/metrics`.
+
+Defined once here so that the names and labels are the same in all three services.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import Counter, Histogram, make_asgi_app
+from starlette.routing import Match
+
+HTTP_REQUESTS = Counter(
+    "hirestream_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "hirestream_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_PUBLISHED = Counter(
+    "hirestream_events_published_total", "Events acknowledged by Kafka", ["topic"]
+)
+EVENTS_CONSUMED = Counter(
+    "hirestream_events_consumed_total",
+    "Events consumed, by outcome (handled, dead_lettered)",
+    ["topic", "outcome"],
+)
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def _route_template(request: Request) -> str:
+    # Label by the route's template (/postings/{posting_id}), never the raw path, so that ids
+    # do not explode the number of time series.
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", UNMATCHED_ROUTE))
+    return UNMATCHED_ROUTE
+
+
+def install_metrics(app: FastAPI) -> None:
+    app.mount("/metrics", make_asgi_app())
+
+    @app.middleware("http")
+    async def record(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route_template(request)
+        if route != "/metrics":
+            HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        return response
