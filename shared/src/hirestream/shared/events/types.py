@@ -8,8 +8,9 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, PlainSerializer
 
 
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+def _to_utc_ms(value: datetime) -> datetime:
+    # Milliseconds: what MongoDB stores and the wire carries, so a round trip is exact.
+    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _rfc3339(value: datetime) -> str:
@@ -18,13 +19,12 @@ def _rfc3339(value: datetime) -> str:
 
 UtcDateTime = Annotated[
     AwareDatetime,
-    AfterValidator(_to_utc),
+    AfterValidator(_to_utc_ms),
     PlainSerializer(_rfc3339, return_type=str, when_used="json"),
 ]
-"""A timezone-aware instant, held in UTC and written as RFC 3339 with milliseconds and `Z`."""
+"""A timezone-aware instant, held in UTC to the millisecond, written as RFC 3339 with `Z`."""
 
 
 def utc_now() -> datetime:
     """Now, in UTC, at the millisecond precision that MongoDB stores and events carry."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return _to_utc_ms(datetime.now(UTC))

@@ -71,7 +71,7 @@ def describe_invalid(error: Exception) -> str:
     return f"invalid event: {error}"
 
 
-async def _raw_bytes(message: StreamMessage[Any]) -> bytes:
+async def raw_bytes(message: StreamMessage[Any]) -> bytes:
     # Hand the handler the record's bytes untouched: decoding JSON here, before our handler,
     # would turn a poison value into an exception that FastStream redelivers for ever.
     return bytes(message.body)
@@ -136,7 +136,7 @@ def subscribe(
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_bytes,
+        decoder=raw_bytes,
         title=f"{group_id}:{event_type.topic}",
         description=f"{event_type.payload.__doc__ or ''}".strip() or None,
     )(on_record)
@@ -154,7 +154,7 @@ async def _handle_with_retries(
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(retry.attempts),
-            wait=wait_exponential_jitter(initial=retry.initial_backoff_s, max=retry.max_backoff_s),
+            wait=wait_exponential_jitter(multiplier=retry.initial_backoff_s, max=retry.max_backoff_s),
             retry=retry_if_exception_type(transient),
             reraise=False,
         ):

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# hirestream developer commands. Each does its own set-up and is cheap to run again.
+#
+#   ./dev.sh up       Kafka, the MongoDB-protocol server, the mail catcher and the three
+#                     services, in the background; returns when all three answer /readyz.
+#   ./dev.sh test     the whole test suite (unit, integration, e2e) on real servers.
+#   ./dev.sh down     stop the services and the stack.
+#   ./dev.sh status   what is running.
+#   ./dev.sh token    mint a development token: ./dev.sh token --role employer --org acme
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STATE="$ROOT/.stack"
+RUN="$STATE/run"                         # the same STACK_DIR deploy/local/stack.sh defaults to
+UV_VERSION="0.13.8"
+SERVICES=(postings applications notifications)
+declare -A PORTS=([postings]=8001 [applications]=8002 [notifications]=8003)
+
+die() { echo "error: $*" >&2; exit 2; }
+
+# uv from PyPI into a private virtualenv when the machine has none: no download script needed.
+uv_bin() {
+  if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
+  local tools="$STATE/tools"
+  if [[ ! -x "$tools/bin/uv" ]]; then
+    command -v python3 >/dev/null 2>&1 || die "python3 not found — install Python 3.11 (Debian: apt-get install python3 python3-venv)"
+    mkdir -p "$STATE"
+    python3 -m venv "$tools" >/dev/null || die "python3 -m venv failed — install python3-venv"
+    "$tools/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION" \
+      || die "could not install uv $UV_VERSION from PyPI"
+  fi
+  echo "$tools/bin/uv"
+}
+
+sync_venv() {
+  local uv; uv="$(uv_bin)"
+  "$uv" sync --frozen --quiet --python 3.11 || die "uv sync failed (is Python 3.11 installed?)"
+}
+
+jwt_secret() {
+  # A random development secret, made once and kept out of the repository.
+  if [[ -n "${JWT_SECRET:-}" ]]; then echo "$JWT_SECRET"; return; fi
+  mkdir -p "$RUN"
+  [[ -s "$RUN/jwt_secret" ]] || (umask 077; "$ROOT/.venv/bin/python" -c \
+    'import secrets; print(secrets.token_urlsafe(48))' > "$RUN/jwt_secret")
+  cat "$RUN/jwt_secret"
+}
+
+service_env() {
+  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-9092}"
+  export MONGODB_URL="mongodb://127.0.0.1:${MONGO_PORT:-27017}"
+  export SMTP_HOST=127.0.0.1 SMTP_PORT="${SMTP_PORT:-1025}"
+  export JWT_SECRET; JWT_SECRET="$(jwt_secret)"
+  export LOG_FORMAT="${LOG_FORMAT:-json}"
+}
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+ready() { curl -fsS -o /dev/null "http://127.0.0.1:$1/readyz" 2>/dev/null; }
+
+cmd_up() {
+  sync_venv
+  bash "$ROOT/deploy/local/stack.sh" start
+  service_env
+  mkdir -p "$RUN/logs"
+  for name in "${SERVICES[@]}"; do
+    local pidfile="$RUN/$name.pid"
+    if pid_alive "$pidfile"; then continue; fi
+    PORT="${PORTS[$name]}" MONGODB_DATABASE="$name" \
+      setsid nohup "$ROOT/.venv/bin/python" -m "hirestream.$name" \
+      >>"$RUN/logs/$name.log" 2>&1 < /dev/null &
+    echo $! > "$pidfile"
+  done
+  local deadline=$((SECONDS + 120))
+  for name in "${SERVICES[@]}"; do
+    until ready "${PORTS[$name]}"; do
+      pid_alive "$RUN/$name.pid" || die "$name exited — see $RUN/logs/$name.log"
+      (( SECONDS < deadline )) || die "$name not ready after 120 s — see $RUN/logs/$name.log"
+      sleep 0.5
+    done
+    echo "$name ready on http://127.0.0.1:${PORTS[$name]} (logs: .stack/run/logs/$name.log)"
+  done
+  echo "mint a token: ./dev.sh token --role employer --org acme"
+}
+
+cmd_down() {
+  for name in "${SERVICES[@]}"; do
+    local pidfile="$RUN/$name.pid"
+    if pid_alive "$pidfile"; then
+      kill -TERM "$(cat "$pidfile")"
+      for _ in $(seq 1 60); do pid_alive "$pidfile" || break; sleep 0.5; done
+      pid_alive "$pidfile" && kill -KILL "$(cat "$pidfile")"
+    fi
+    rm -f "$pidfile"
+  done
+  bash "$ROOT/deploy/local/stack.sh" stop
+}
+
+cmd_status() {
+  local ok=0
+  for name in "${SERVICES[@]}"; do
+    if ready "${PORTS[$name]}"; then echo "$name: ready on ${PORTS[$name]}"
+    else echo "$name: down"; ok=1; fi
+  done
+  bash "$ROOT/deploy/local/stack.sh" status || ok=1
+  return $ok
+}
+
+cmd_test() {
+  sync_venv
+  # Build the jars and the database server before pytest, so a missing Java, Maven or Go is
+  # one clear line here rather than a fixture error; the tests start their own stack.
+  bash "$ROOT/deploy/local/stack.sh" build
+  cd "$ROOT"
+  exec "$ROOT/.venv/bin/python" -m pytest "$@"
+}
+
+cmd_token() {
+  sync_venv
+  JWT_SECRET="$(jwt_secret)" exec "$ROOT/.venv/bin/python" -m hirestream.shared.devtoken "$@"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  test) shift; cmd_test "$@" ;;
+  token) shift; cmd_token "$@" ;;
+  *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,83 @@
+"""Fixtures shared by every layer of tests.
+
+Unit tests use none of the server fixtures. Integration and e2e tests ask for `servers`, which
+brings up (once per session) a real Kafka broker and a real MongoDB-protocol server: see
+`support/servers.py` for where they come from.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from hirestream.shared.devtoken import mint_token
+from hirestream.shared.settings import ServiceSettings
+from hirestream.shared.web.auth import Role
+from pymongo import AsyncMongoClient
+
+from tests.support.servers import Servers, real_servers
+
+JWT_SECRET = "test-secret-" + "0123456789abcdef" * 3
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    with real_servers(tmp_path_factory.mktemp("stack")) as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def base_env(servers: Servers) -> dict[str, str]:
+    """The environment every service gets in tests (each adds its own database name)."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap,
+        "MONGODB_URL": servers.mongodb_url,
+        "JWT_SECRET": JWT_SECRET,
+        "SMTP_HOST": servers.smtp_host,
+        "SMTP_PORT": str(servers.smtp_port),
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "console",
+        "SHUTDOWN_TIMEOUT_S": "5",
+    }
+
+
+@pytest.fixture(scope="session")
+async def mongo(servers: Servers) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers.mongodb_url, tz_aware=True)
+    yield client
+    await client.close()
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def settings_for(settings_class: type[SettingsT], env: dict[str, str], **changes: Any) -> SettingsT:
+    """Service settings from a test environment (not the process's own)."""
+    return settings_class.model_validate({**{k.lower(): v for k, v in env.items()}, **changes})
+
+
+def unique_db(service: str) -> str:
+    return f"test_{service}_{uuid.uuid4().hex[:8]}"
+
+
+def bearer(role: Role | str, *, sub: str | None = None, org: str | None = None) -> dict[str, str]:
+    token = mint_token(JWT_SECRET, role=role, sub=sub, org=org)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def auth() -> Callable[..., dict[str, str]]:
+    return bearer
+
+
+async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to an in-process app whose lifespan (Kafka, MongoDB) is running."""
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
