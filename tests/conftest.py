@@ -15,11 +15,11 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+
 from hirestream.shared.devtoken import mint_token
 from hirestream.shared.settings import ServiceSettings
 from hirestream.shared.web.auth import Role
-from pymongo import AsyncMongoClient
-
 from tests.support.servers import Servers, real_servers
 
 JWT_SECRET = "test-secret-" + "0123456789abcdef" * 3

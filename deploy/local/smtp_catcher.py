@@ -31,7 +31,7 @@ import os
 import re
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 try:
@@ -59,13 +59,13 @@ class MailDirHandler:
         # Handlers run one at a time on the event loop, so the counter needs no lock.
         self.sequence += 1
         seq = self.sequence
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         name = f"{seq:08d}-{stamp}.eml"
 
         envelope_headers = (
             f"X-MailFrom: {envelope.mail_from}\r\n"
             f"X-RcptTo: {', '.join(envelope.rcpt_tos)}\r\n"
-        ).encode("utf-8")
+        ).encode()
         data = envelope_headers + (envelope.original_content or b"")
 
         tmp = self.mail_dir / f".{name}.tmp"

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from hirestream.shared.events.postings import POSTING_CREATED
 from pymongo import AsyncMongoClient
 
+from hirestream.shared.events.postings import POSTING_CREATED
 from tests.conftest import bearer, unique_db
 from tests.support.factories import posting_body
 from tests.support.kafka import read_until

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from hirestream.applications.app import ApplicationsSettings, create_app
 from pymongo import AsyncMongoClient
 
+from hirestream.applications.app import ApplicationsSettings, create_app
 from tests.conftest import client_for, settings_for, unique_db
 from tests.support.factories import (
     new_posting_id,

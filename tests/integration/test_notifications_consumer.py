@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from hirestream.notifications.app import NotificationsSettings, create_app
 from pymongo import AsyncMongoClient
 
+from hirestream.notifications.app import NotificationsSettings, create_app
 from tests.conftest import client_for, settings_for, unique_db
 from tests.support.factories import new_posting_id, posting_created_event
 from tests.support.kafka import produce

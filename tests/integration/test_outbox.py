@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
 from hirestream.shared.events.postings import POSTING_CLOSED, CloseReason, PostingClosed
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.outbox import (
@@ -18,9 +21,6 @@ from hirestream.shared.messaging.outbox import (
     append_outbox_update,
     new_outbox_fields,
 )
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
-
 from tests.conftest import unique_db
 from tests.support.kafka import read_until
 

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 from bson import ObjectId
-from hirestream.postings.app import PostingsSettings, create_app
-from hirestream.shared.events.postings import POSTING_CREATED
 from pymongo import AsyncMongoClient
 
+from hirestream.postings.app import PostingsSettings, create_app
+from hirestream.shared.events.postings import POSTING_CREATED
 from tests.conftest import client_for, settings_for, unique_db
 from tests.support.factories import posting_body
 from tests.support.kafka import read_until

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+
 from hirestream.shared.devtoken import mint_token
 from hirestream.shared.web.auth import InvalidToken, JwtVerifier, Role
 

@@ -4,6 +4,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
+
 from hirestream.shared.events.envelope import CONTENT_TYPE, WrongEventType, serialize
 from hirestream.shared.events.postings import (
     POSTING_CLOSED,
@@ -11,7 +13,6 @@ from hirestream.shared.events.postings import (
     CloseReason,
     PostingClosed,
 )
-from pydantic import ValidationError
 
 
 def closed_payload(version: int = 2) -> PostingClosed:

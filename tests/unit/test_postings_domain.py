@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from hirestream.postings.domain import MAX_SKILLS, Posting, PostingDraft, normalise_skills
 from hirestream.shared.events.postings import PostingStatus
-from pydantic import ValidationError
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

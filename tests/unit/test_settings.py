@@ -1,6 +1,7 @@
 """Settings come from the environment; a bad one stops start-up with one line naming it."""
 
 import pytest
+
 from hirestream.postings.app import PostingsSettings
 from hirestream.shared.settings import load_settings
 

@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import jwt
+
 from hirestream.shared.web.auth import Role
 
 

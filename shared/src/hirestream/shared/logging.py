@@ -11,8 +11,9 @@ import logging
 import sys
 
 import structlog
-from hirestream.shared.settings import LogFormat
 from structlog.typing import Processor
+
+from hirestream.shared.settings import LogFormat
 
 
 def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = LogFormat.JSON) -> None:

@@ -24,6 +24,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from faststream.kafka.security import parse_security
 from faststream.specification import AsyncAPI
 from faststream.specification.asyncapi.site import get_asyncapi_html
+from pymongo.asynchronous.collection import AsyncCollection
+from tenacity import AsyncRetrying, stop_after_delay, wait_exponential_jitter
+
 from hirestream.shared.events.envelope import CloudEvent, EventType
 from hirestream.shared.logging import configure_logging
 from hirestream.shared.messaging.broker import kafka_security, make_broker
@@ -41,8 +44,6 @@ from hirestream.shared.web.correlation import install_correlation
 from hirestream.shared.web.health import health_router
 from hirestream.shared.web.metrics import EVENTS_PUBLISHED, install_metrics
 from hirestream.shared.web.problems import install_problem_handlers
-from pymongo.asynchronous.collection import AsyncCollection
-from tenacity import AsyncRetrying, stop_after_delay, wait_exponential_jitter
 
 log = structlog.get_logger(__name__)
 

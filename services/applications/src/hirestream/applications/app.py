@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from hirestream.applications.api import applications_router
 from hirestream.applications.consumers import register_consumers
 from hirestream.applications.store import INDEXES, POSTINGS_VIEW, PostingReadModel

@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 from faststream.kafka import KafkaBroker
+
 from hirestream.applications.domain import PostingView
 from hirestream.applications.store import PostingReadModel
 from hirestream.shared.events.envelope import CloudEvent

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict
+
 from hirestream.shared.events.postings import (
     CloseReason,
     PostingClosed,
     PostingSnapshot,
     PostingStatus,
 )
-from pydantic import BaseModel, ConfigDict
 
 
 class PostingView(BaseModel):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from hirestream.applications.domain import PostingView
-from hirestream.shared.storage.mongo import CollectionIndexes, Document
 from pymongo import IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
+
+from hirestream.applications.domain import PostingView
+from hirestream.shared.storage.mongo import CollectionIndexes, Document
 
 POSTINGS_VIEW = "postings_view"
 

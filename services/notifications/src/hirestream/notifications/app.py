@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from hirestream.notifications.api import notifications_router
 from hirestream.notifications.consumers import register_consumers
 from hirestream.notifications.store import ANNOUNCED_POSTINGS, INDEXES, AnnouncedPostingStore

@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 from faststream.kafka import KafkaBroker
+
 from hirestream.notifications.domain import AnnouncedPosting
 from hirestream.notifications.store import AnnouncedPostingStore
 from hirestream.shared.events.envelope import CloudEvent

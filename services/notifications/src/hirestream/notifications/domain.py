@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from hirestream.shared.events.postings import PostingCreated
 from pydantic import BaseModel, ConfigDict
+
+from hirestream.shared.events.postings import PostingCreated
 
 
 class AnnouncedPosting(BaseModel):

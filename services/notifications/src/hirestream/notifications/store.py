@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pymongo.asynchronous.collection import AsyncCollection
+
 from hirestream.notifications.domain import AnnouncedPosting
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
-from pymongo.asynchronous.collection import AsyncCollection
 
 ANNOUNCED_POSTINGS = "announced_postings"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response, status
+
 from hirestream.postings.domain import Posting, PostingDraft
 from hirestream.postings.store import PostingStore
 from hirestream.shared.events.postings import POSTING_CREATED

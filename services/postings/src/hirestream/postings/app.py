@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from hirestream.postings.api import postings_router
 from hirestream.postings.store import COLLECTION, INDEXES, PostingStore
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED

@@ -8,14 +8,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from hirestream.shared.events.postings import (
-    EmploymentType,
-    PostingCreated,
-    PostingStatus,
-    SalaryPeriod,
-    Seniority,
-    Workplace,
-)
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,6 +19,15 @@ from pydantic import (
 )
 from pydantic_extra_types.country import CountryAlpha2
 from pydantic_extra_types.currency_code import ISO4217
+
+from hirestream.shared.events.postings import (
+    EmploymentType,
+    PostingCreated,
+    PostingStatus,
+    SalaryPeriod,
+    Seniority,
+    Workplace,
+)
 
 MAX_SKILLS = 30
 MAX_SKILL_LENGTH = 40

@@ -6,12 +6,13 @@ from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
+from pymongo import IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+
 from hirestream.postings.domain import Posting
 from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.messaging.outbox import OUTBOX_INDEX, new_outbox_fields
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
-from pymongo import IndexModel
-from pymongo.asynchronous.collection import AsyncCollection
 
 COLLECTION = "postings"
 

@@ -11,8 +11,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from hirestream.shared.events.types import UtcDateTime, utc_now
 from pydantic import BaseModel, ConfigDict, Field
+
+from hirestream.shared.events.types import UtcDateTime, utc_now
 
 CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 SCHEMA_BASE_URL = "https://hirestream.dev/schemas"

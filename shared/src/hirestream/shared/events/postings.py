@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+
 from hirestream.shared.events.envelope import EventType
 from hirestream.shared.events.types import UtcDateTime
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 
 class Workplace(StrEnum):

@@ -16,6 +16,7 @@ from faststream.security import (
     SASLScram256,
     SASLScram512,
 )
+
 from hirestream.shared.settings import KafkaSaslMechanism, KafkaSecurityProtocol, ServiceSettings
 
 

@@ -26,8 +26,6 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
-from hirestream.shared.events.envelope import CloudEvent, EventType, WrongEventType
-from hirestream.shared.events.types import utc_now
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WriteConcernError
 from tenacity import (
@@ -37,6 +35,9 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+from hirestream.shared.events.envelope import CloudEvent, EventType, WrongEventType
+from hirestream.shared.events.types import utc_now
 
 log = structlog.get_logger(__name__)
 
@@ -154,7 +155,9 @@ async def _handle_with_retries(
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(retry.attempts),
-            wait=wait_exponential_jitter(multiplier=retry.initial_backoff_s, max=retry.max_backoff_s),
+            wait=wait_exponential_jitter(
+                multiplier=retry.initial_backoff_s, max=retry.max_backoff_s
+            ),
             retry=retry_if_exception_type(transient),
             reraise=False,
         ):

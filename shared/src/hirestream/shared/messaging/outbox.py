@@ -29,10 +29,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from hirestream.shared.events.envelope import CONTENT_TYPE, CloudEvent, serialize
-from hirestream.shared.events.types import utc_now
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+
+from hirestream.shared.events.envelope import CONTENT_TYPE, CloudEvent, serialize
+from hirestream.shared.events.types import utc_now
 
 log = structlog.get_logger(__name__)
 

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hirestream.shared.settings import ServiceSettings
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+
+from hirestream.shared.settings import ServiceSettings
 
 Document = dict[str, Any]
 

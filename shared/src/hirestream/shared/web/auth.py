@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from hirestream.shared.web.problems import Problem
 
 CLOCK_SKEW_LEEWAY_S = 30

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+
 from hirestream.shared.web.problems import Problem, problem_response
 
 Check = Callable[[], Awaitable[None]]
