@@ -1,0 +1,556 @@
+#!/usr/bin/env bash
+# Docker-free local stack for hirestream: Apache Kafka (KRaft, one combined
+# broker+controller), a MongoDB-protocol server (mongod if on PATH, otherwise
+# FerretDB v1 on SQLite) and an SMTP catcher, run as plain background processes.
+#
+#   stack.sh build     fetch/build what is missing (cheap and silent when done)
+#   stack.sh start     build if needed, start what is not running, wait until
+#                      every server answers, print the endpoints on stdout
+#   stack.sh stop      SIGTERM, wait, SIGKILL; idempotent
+#   stack.sh status    one line per server; exit 0 only if all are up
+#   stack.sh env       print the endpoints (same lines as start)
+#   stack.sh kafka-class CLASS [ARGS...]
+#                      run a Kafka tool class from the cached jars, e.g.
+#                      org.apache.kafka.tools.ConsoleProducer
+#
+# See README.md beside this file for the environment variables.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+REPO_DIR=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
+# The build cache is shared by every stack (tests use their own STACK_DIR but
+# must not download Kafka again), so it never follows STACK_DIR.
+CACHE_DIR="$REPO_DIR/.stack/cache"
+
+HOST=127.0.0.1
+KAFKA_PORT=${KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+MONGO_PORT=${MONGO_PORT:-27017}
+SMTP_PORT=${SMTP_PORT:-1025}
+KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
+STACK_START_TIMEOUT=${STACK_START_TIMEOUT:-90}
+STACK_STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-20}
+STACK_MONGO=${STACK_MONGO:-auto}   # auto | mongod | ferretdb
+
+KAFKA_LIBS="$CACHE_DIR/kafka/libs"
+FERRETDB_BIN="$CACHE_DIR/bin/ferretdb-lite"
+SERVICES=(kafka mongo smtp)
+
+# ---------------------------------------------------------------- messages
+
+note() { echo "stack: $*" >&2; }
+die() { echo "error: $*" >&2; exit 1; }
+# Missing prerequisites get their own exit code so callers can tell
+# "this machine lacks a tool" from "a server failed".
+die_prereq() { echo "error: $*" >&2; exit 2; }
+
+# ---------------------------------------------------------------- settings
+
+# STACK_DIR may be relative or not exist yet; pid files and server arguments
+# need one absolute spelling so process matching (running_pid) is exact.
+resolve_stack_dir() {
+    local dir=${STACK_DIR:-$REPO_DIR/.stack/run}
+    [[ $dir == /* ]] || dir="$PWD/$dir"
+    mkdir -p "$dir"
+    STACK_DIR=$(cd -- "$dir" && pwd -P)
+    LOG_DIR="$STACK_DIR/logs"
+}
+
+check_ports() {
+    local var
+    for var in KAFKA_PORT KAFKA_CONTROLLER_PORT MONGO_PORT SMTP_PORT; do
+        [[ ${!var} =~ ^[0-9]+$ ]] && ((${!var} > 0 && ${!var} < 65536)) ||
+            die "$var must be a TCP port number, got '${!var}'"
+    done
+}
+
+# The project venv carries aiosmtpd; fall back to whatever python3 is on PATH.
+resolve_python() {
+    if [[ -n ${STACK_PYTHON:-} ]]; then
+        return
+    elif [[ -x "$REPO_DIR/.venv/bin/python" ]]; then
+        STACK_PYTHON="$REPO_DIR/.venv/bin/python"
+    else
+        STACK_PYTHON=python3
+    fi
+}
+
+# mongod is the real thing; FerretDB is the fallback we can build from source.
+mongo_impl() {
+    case $STACK_MONGO in
+        auto) if command -v mongod >/dev/null 2>&1; then echo mongod; else echo ferretdb; fi ;;
+        mongod | ferretdb) echo "$STACK_MONGO" ;;
+        *) die "STACK_MONGO must be auto, mongod or ferretdb, got '$STACK_MONGO'" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- prerequisites
+
+need_java() {
+    command -v java >/dev/null 2>&1 ||
+        die_prereq "Java 17+ not found on PATH — install it (Debian: apt-get install openjdk-17-jre-headless)"
+    local version major
+    version=$(java -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n 1)
+    major=${version%%.*}
+    [[ $major == 1 ]] && major=$(echo "$version" | cut -d. -f2) # 1.8 style
+    [[ $major =~ ^[0-9]+$ ]] && ((major >= 17)) ||
+        die_prereq "Java 17+ needed by Kafka 4, found '${version:-unknown}' on PATH — install it (Debian: apt-get install openjdk-17-jre-headless)"
+}
+
+need_mvn() {
+    command -v mvn >/dev/null 2>&1 ||
+        die_prereq "Maven not found on PATH (needed once to fetch the Kafka jars) — install it (Debian: apt-get install maven)"
+}
+
+need_go() {
+    command -v go >/dev/null 2>&1 ||
+        die_prereq "Go 1.24+ not found on PATH (needed once to build FerretDB, since mongod is not on PATH) — install Go, or put mongod on PATH"
+}
+
+need_mongod() {
+    command -v mongod >/dev/null 2>&1 || die_prereq "STACK_MONGO=mongod but mongod is not on PATH"
+}
+
+need_aiosmtpd() {
+    "$STACK_PYTHON" -c 'import aiosmtpd' >/dev/null 2>&1 ||
+        die_prereq "$STACK_PYTHON has no aiosmtpd (needed for the SMTP catcher) — pip install aiosmtpd into it, or set STACK_PYTHON"
+}
+
+# ---------------------------------------------------------------- build
+
+hash_files() { cat -- "$@" | sha256sum | cut -d' ' -f1; }
+
+# Two stacks started at once (parallel tests) must not build into the same
+# directory at the same time.
+with_build_lock() {
+    mkdir -p "$CACHE_DIR"
+    if command -v flock >/dev/null 2>&1; then
+        (
+            flock 9
+            "$@"
+        ) 9>"$CACHE_DIR/.build.lock"
+    else
+        "$@"
+    fi
+}
+
+# Kafka jars from Maven Central, re-fetched only when pom.xml changes.
+build_kafka() {
+    local pom="$SCRIPT_DIR/kafka/pom.xml" stamp="$CACHE_DIR/kafka/pom.sha256" want
+    want=$(hash_files "$pom")
+    [[ -d $KAFKA_LIBS && -f $stamp && $(<"$stamp") == "$want" ]] && return 0
+
+    need_java
+    need_mvn
+    note "fetching Kafka jars with Maven (once; ~1 min on a fresh machine)"
+    mkdir -p "$CACHE_DIR/kafka"
+    local tmp="$CACHE_DIR/kafka/libs.new" log="$CACHE_DIR/kafka/mvn.log"
+    rm -rf "$tmp"
+    mvn -B -q -f "$pom" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" >"$log" 2>&1 ||
+        die "Maven could not fetch the Kafka jars — see $log"
+    rm -rf "$KAFKA_LIBS"
+    mv "$tmp" "$KAFKA_LIBS"
+    echo "$want" >"$stamp"
+}
+
+# Our FerretDB wrapper, rebuilt only when its sources change. SQLite in
+# FerretDB v1 is modernc.org/sqlite (pure Go), so CGO stays off and no C
+# compiler is needed; the PostgreSQL backend is left out to keep it small.
+FERRETDB_BUILD_FLAGS=(-trimpath -buildvcs=false -tags ferretdb_no_postgresql -ldflags "-s -w")
+
+build_ferretdb() {
+    local src="$SCRIPT_DIR/ferretdb" stamp="$FERRETDB_BIN.sha256" want
+    want=$( (cat "$src/main.go" "$src/go.mod" "$src/go.sum" && echo "${FERRETDB_BUILD_FLAGS[*]}") | sha256sum | cut -d' ' -f1)
+    [[ -x $FERRETDB_BIN && -f $stamp && $(<"$stamp") == "$want" ]] && return 0
+
+    need_go
+    note "building FerretDB (once; ~1-2 min on a fresh machine)"
+    mkdir -p "$CACHE_DIR/bin"
+    local log="$CACHE_DIR/bin/ferretdb-build.log"
+    (cd "$src" && CGO_ENABLED=0 go build "${FERRETDB_BUILD_FLAGS[@]}" -o "$FERRETDB_BIN.new" .) >"$log" 2>&1 ||
+        die "building FerretDB failed — see $log"
+    mv -f "$FERRETDB_BIN.new" "$FERRETDB_BIN"
+    echo "$want" >"$stamp"
+}
+
+build_all() {
+    with_build_lock build_kafka
+    if [[ $(mongo_impl) == ferretdb ]]; then
+        with_build_lock build_ferretdb
+    fi
+}
+
+# ---------------------------------------------------------------- processes
+
+pid_file() { echo "$STACK_DIR/$1.pid"; }
+
+# What a live server of *this* stack has in its command line. Matching on it
+# (not just "pid alive") makes stale pid files harmless after kill -9 or a
+# reboot, when the pid may belong to some other program by now. The trailing
+# slash keeps /tmp/a from matching /tmp/ab.
+process_marker() {
+    case $1 in
+        kafka) echo "$STACK_DIR/kafka/" ;;
+        mongo) echo "$STACK_DIR/mongo" ;;
+        smtp) echo "$STACK_DIR/mail" ;;
+    esac
+}
+
+command_line() {
+    if [[ -r /proc/$1/cmdline ]]; then
+        tr '\0' ' ' <"/proc/$1/cmdline"
+    else
+        ps -o args= -p "$1" 2>/dev/null || true
+    fi
+}
+
+# Prints the pid and succeeds if the service's recorded process is alive.
+# A zombie has an empty command line, so it counts as dead.
+running_pid() {
+    local file pid
+    file=$(pid_file "$1")
+    [[ -f $file ]] || return 1
+    pid=$(<"$file")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(command_line "$pid") == *"$(process_marker "$1")"* ]] || return 1
+    echo "$pid"
+}
+
+# Starts "$@" in its own session (so it outlives this shell and its terminal),
+# stdin from /dev/null, output appended to $2. The child writes its own pid
+# before exec, which is right whether or not setsid had to fork.
+launch() {
+    local name=$1 out=$2
+    shift 2
+    local file
+    file=$(pid_file "$name")
+    rm -f "$file"
+    # shellcheck disable=SC2016 # $$ and $0 are for the inner shell
+    setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$file" "$@" \
+        </dev/null >>"$out" 2>&1 &
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ -f $file ]] && return 0
+        sleep 0.1
+    done
+    die "$name did not start — see $out"
+}
+
+port_open() {
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
+}
+
+# Refuse to start on a port that something else already holds; otherwise the
+# readiness check would happily talk to the wrong server.
+ensure_port_free() {
+    local port=$1 var=$2
+    ! port_open "$port" ||
+        die "port $port ($var) is already in use by another process — stop it or choose another $var"
+}
+
+# ---------------------------------------------------------------- kafka
+
+kafka_dir() { echo "$STACK_DIR/kafka"; }
+
+# A Kafka tool from the cached jars, logging warnings only (to stderr).
+kafka_java() {
+    java -Xmx256m -cp "$KAFKA_LIBS/*" \
+        -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/tools-log4j2.xml" "$@"
+}
+
+write_kafka_config() {
+    local dir
+    dir=$(kafka_dir)
+    mkdir -p "$dir"
+    # Regenerated on every start so port changes take effect.
+    cat >"$dir/server.properties" <<EOF
+# Generated by deploy/local/stack.sh on each start; edits are overwritten.
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+controller.quorum.bootstrap.servers=$HOST:$KAFKA_CONTROLLER_PORT
+log.dirs=$dir/data
+
+# One node: every internal topic must live with a single replica.
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Fewer internal partitions than the defaults (50): faster first consumer
+# group and transaction on a laptop, no difference with one broker.
+offsets.topic.num.partitions=3
+transaction.state.log.num.partitions=3
+
+# Tests create consumer groups constantly; don't make each one wait 3 s.
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+EOF
+}
+
+# Format storage once. meta.properties is written last by the format, so a
+# directory without it was never (completely) formatted and holds nothing.
+format_kafka_storage() {
+    local dir data out id
+    dir=$(kafka_dir)
+    data="$dir/data"
+    out="$LOG_DIR/kafka.out"
+    [[ -f $data/meta.properties ]] && return 0
+    rm -rf "$data"
+    id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$out" | tail -n 1)
+    [[ $id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka random-uuid failed — see $out"
+    kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" >>"$out" 2>&1 ||
+        die "formatting Kafka storage failed — see $out"
+    # Remember the controller port: the KRaft voter set recorded at format
+    # time names it (checked in start_kafka).
+    echo "$KAFKA_CONTROLLER_PORT" >"$dir/formatted-controller-port"
+}
+
+KAFKA_LOG_OFFSET=-1
+
+start_kafka() {
+    local pid dir
+    if pid=$(running_pid kafka); then
+        note "kafka already running (pid $pid)"
+        return 0
+    fi
+    dir=$(kafka_dir)
+    ensure_port_free "$KAFKA_PORT" KAFKA_PORT
+    ensure_port_free "$KAFKA_CONTROLLER_PORT" KAFKA_CONTROLLER_PORT
+    write_kafka_config
+    if [[ -f $dir/formatted-controller-port ]]; then
+        local was
+        was=$(<"$dir/formatted-controller-port")
+        [[ $was == "$KAFKA_CONTROLLER_PORT" ]] ||
+            die "Kafka storage in $dir was formatted for KAFKA_CONTROLLER_PORT=$was — use that port, or delete $dir to start empty"
+    fi
+    format_kafka_storage
+
+    # Readiness is the broker's own "Kafka Server started" line; remember where
+    # this run's lines begin so an old run's line does not count.
+    local log="$LOG_DIR/kafka.log"
+    KAFKA_LOG_OFFSET=0
+    [[ -f $log ]] && KAFKA_LOG_OFFSET=$(wc -c <"$log")
+
+    # shellcheck disable=SC2086 # heap options are a word list on purpose
+    launch kafka "$LOG_DIR/kafka.out" \
+        java $KAFKA_HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+        -Dkafka.logs.dir="$LOG_DIR" \
+        -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.xml" \
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties"
+    note "kafka starting (pid $(<"$(pid_file kafka)"), log $log)"
+}
+
+kafka_ready() {
+    port_open "$KAFKA_PORT" || return 1
+    ((KAFKA_LOG_OFFSET < 0)) && return 0 # already running before this start
+    local log="$LOG_DIR/kafka.log" size
+    [[ -f $log ]] || return 1
+    size=$(wc -c <"$log")
+    # The file may have been rolled over since; then read all of it.
+    ((size >= KAFKA_LOG_OFFSET)) || KAFKA_LOG_OFFSET=0
+    tail -c +"$((KAFKA_LOG_OFFSET + 1))" "$log" | grep -q "Kafka Server started"
+}
+
+# ---------------------------------------------------------------- mongo
+
+start_mongo() {
+    local pid impl
+    if pid=$(running_pid mongo); then
+        note "mongo already running (pid $pid)"
+        return 0
+    fi
+    ensure_port_free "$MONGO_PORT" MONGO_PORT
+    impl=$(mongo_impl)
+    if [[ $impl == mongod ]]; then
+        mkdir -p "$STACK_DIR/mongo"
+        launch mongo "$LOG_DIR/mongo.log" \
+            mongod --dbpath "$STACK_DIR/mongo" --bind_ip "$HOST" --port "$MONGO_PORT"
+    else
+        launch mongo "$LOG_DIR/mongo.log" \
+            "$FERRETDB_BIN" -listen-addr "$HOST:$MONGO_PORT" -data-dir "$STACK_DIR/mongo"
+    fi
+    note "mongo ($impl) starting (pid $(<"$(pid_file mongo)"), log $LOG_DIR/mongo.log)"
+}
+
+# Both mongod and ferretdb-lite bind the port only once they can serve, and
+# start_mongo made sure nobody else held it.
+mongo_ready() { port_open "$MONGO_PORT"; }
+
+# ---------------------------------------------------------------- smtp
+
+start_smtp() {
+    local pid
+    if pid=$(running_pid smtp); then
+        note "smtp already running (pid $pid)"
+        return 0
+    fi
+    ensure_port_free "$SMTP_PORT" SMTP_PORT
+    mkdir -p "$STACK_DIR/mail"
+    launch smtp "$LOG_DIR/smtp.log" \
+        "$STACK_PYTHON" -u "$SCRIPT_DIR/smtp_catcher.py" \
+        --host "$HOST" --port "$SMTP_PORT" --mail-dir "$STACK_DIR/mail"
+    note "smtp starting (pid $(<"$(pid_file smtp)"), log $LOG_DIR/smtp.log)"
+}
+
+# A real SMTP greeting, not just an open port.
+smtp_ready() {
+    timeout 2 bash -c '
+        exec 3<>"/dev/tcp/$0/$1" || exit 1
+        IFS= read -r -t 2 line <&3 || exit 1
+        printf "QUIT\r\n" >&3
+        [[ $line == 220* ]]' "$HOST" "$SMTP_PORT" 2>/dev/null
+}
+
+# ---------------------------------------------------------------- commands
+
+service_port() {
+    case $1 in
+        kafka) echo "$KAFKA_PORT" ;;
+        mongo) echo "$MONGO_PORT" ;;
+        smtp) echo "$SMTP_PORT" ;;
+    esac
+}
+
+service_log() {
+    case $1 in
+        kafka) echo "$LOG_DIR/kafka.log (and kafka.out)" ;;
+        *) echo "$LOG_DIR/$1.log" ;;
+    esac
+}
+
+wait_until_ready() {
+    local deadline=$((SECONDS + STACK_START_TIMEOUT)) pending=("${SERVICES[@]}") left svc
+    while ((${#pending[@]} > 0)); do
+        left=()
+        for svc in "${pending[@]}"; do
+            running_pid "$svc" >/dev/null ||
+                die "$svc exited while starting — see $(service_log "$svc")"
+            "${svc}_ready" || left+=("$svc")
+        done
+        pending=("${left[@]+"${left[@]}"}")
+        ((${#pending[@]} == 0)) && break
+        ((SECONDS < deadline)) ||
+            die "${pending[0]} did not answer on $HOST:$(service_port "${pending[0]}") within ${STACK_START_TIMEOUT}s — see $(service_log "${pending[0]}")"
+        sleep 0.25
+    done
+}
+
+print_endpoints() {
+    echo "KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT"
+    echo "MONGODB_URL=mongodb://$HOST:$MONGO_PORT"
+    echo "SMTP_HOST=$HOST"
+    echo "SMTP_PORT=$SMTP_PORT"
+}
+
+cmd_build() {
+    build_all
+}
+
+cmd_start() {
+    local started=$SECONDS
+    # Every check before anything starts: a missing tool must not leave half a stack.
+    need_java
+    running_pid smtp >/dev/null || need_aiosmtpd
+    [[ $(mongo_impl) == mongod ]] && need_mongod
+    build_all
+    mkdir -p "$LOG_DIR"
+    start_kafka
+    start_mongo
+    start_smtp
+    wait_until_ready
+    note "all up in $((SECONDS - started))s (state in $STACK_DIR)"
+    print_endpoints
+}
+
+cmd_stop() {
+    local svc pid pids=() names=()
+    for svc in "${SERVICES[@]}"; do
+        if pid=$(running_pid "$svc"); then
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+            names+=("$svc")
+        fi
+    done
+    local deadline=$((SECONDS + STACK_STOP_TIMEOUT)) i alive
+    while :; do
+        alive=0
+        for i in "${!names[@]}"; do
+            running_pid "${names[$i]}" >/dev/null && alive=1
+        done
+        ((alive == 0 || SECONDS >= deadline)) && break
+        sleep 0.25
+    done
+    for i in "${!names[@]}"; do
+        if running_pid "${names[$i]}" >/dev/null; then
+            note "${names[$i]} ignored SIGTERM for ${STACK_STOP_TIMEOUT}s; sending SIGKILL"
+            kill -KILL "${pids[$i]}" 2>/dev/null || true
+        fi
+    done
+    for svc in "${SERVICES[@]}"; do
+        rm -f "$(pid_file "$svc")"
+    done
+    ((${#names[@]} == 0)) && note "nothing running in $STACK_DIR" || note "stopped ${names[*]}"
+}
+
+cmd_status() {
+    local svc pid state all_up=0 label
+    for svc in "${SERVICES[@]}"; do
+        state=down
+        pid=-
+        if pid=$(running_pid "$svc"); then
+            if [[ $svc == smtp ]]; then smtp_ready && state=up; else port_open "$(service_port "$svc")" && state=up; fi
+        else
+            pid=-
+        fi
+        [[ $state == up ]] || all_up=1
+        label=$svc
+        [[ $svc == mongo ]] && label="mongo($(mongo_impl))"
+        printf '%-16s pid %-8s %s:%-6s %s\n' "$label" "$pid" "$HOST" "$(service_port "$svc")" "$state"
+    done
+    return "$all_up"
+}
+
+cmd_kafka_class() {
+    (($# >= 1)) || die "usage: stack.sh kafka-class CLASS [ARGS...]"
+    need_java
+    with_build_lock build_kafka
+    exec java -Xmx512m -cp "$KAFKA_LIBS/*" \
+        -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/tools-log4j2.xml" "$@"
+}
+
+usage() {
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit 64
+}
+
+main() {
+    (($# >= 1)) || usage
+    local cmd=$1
+    shift
+    check_ports
+    resolve_python
+    resolve_stack_dir
+    case $cmd in
+        build) cmd_build ;;
+        start) cmd_start ;;
+        stop) cmd_stop ;;
+        status) cmd_status ;;
+        env) print_endpoints ;;
+        kafka-class) cmd_kafka_class "$@" ;;
+        -h | --help | help) usage ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
