@@ -106,7 +106,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(STARTUP_PATIENCE_S),
-            wait=wait_exponential_jitter(initial=0.5, max=10),
+            wait=wait_exponential_jitter(multiplier=0.5, max=10),
             reraise=True,
             before_sleep=lambda state: log.warning(
                 "startup.retrying",

@@ -115,15 +115,18 @@ class OutboxRelay:
         task.add_done_callback(self._tasks.discard)
 
     async def relay(self, doc_id: Any) -> int:
-        """Publish a document's pending events now; returns how many were published."""
+        """Publish a document's pending events now; returns how many were published.
+
+        (The claims below return the whole document: FerretDB v1 does not implement
+        findAndModify's projection.)
+        """
         published = 0
         while True:
             token = uuid.uuid4().hex
             doc = await self.collection.find_one_and_update(
                 {"_id": doc_id, CLAIM: None, DUE_AT: {"$ne": None}},
                 {"$set": {CLAIM: token, DUE_AT: utc_now() + self.timing.lease}},
-                projection={OUTBOX: 1},
-                return_document=ReturnDocument.AFTER,
+                    return_document=ReturnDocument.AFTER,
             )
             if doc is None:
                 # Nothing pending, or another relay holds the claim: that one re-checks after
@@ -149,7 +152,6 @@ class OutboxRelay:
             doc = await self.collection.find_one_and_update(
                 {"_id": overdue["_id"], DUE_AT: {"$lte": now}},
                 {"$set": {CLAIM: token, DUE_AT: utc_now() + self.timing.lease}},
-                projection={OUTBOX: 1},
                 return_document=ReturnDocument.AFTER,
             )
             if doc is not None:
@@ -158,7 +160,7 @@ class OutboxRelay:
 
     async def _publish_claimed(self, doc: dict[str, Any], token: str) -> int | None:
         entries: list[dict[str, Any]] = doc.get(OUTBOX, [])
-        sent_ids: list[str] = []
+        sent: list[dict[str, Any]] = []
         try:
             for entry in entries:  # in order: one aggregate's events keep their order
                 await self.publish(
@@ -167,26 +169,30 @@ class OutboxRelay:
                     entry["value"].encode(),
                     entry.get("headers", {}),
                 )
-                sent_ids.append(entry["id"])
+                sent.append(entry)
         except Exception as error:
             log.warning(
                 "outbox.publish_failed",
                 doc_id=str(doc["_id"]),
-                pending=len(entries) - len(sent_ids),
+                pending=len(entries) - len(sent),
                 error=type(error).__name__,
             )
-            await self._release(doc["_id"], token, sent_ids, retry=True)
+            await self._release(doc["_id"], token, sent, retry=True)
             return None
-        await self._release(doc["_id"], token, sent_ids, retry=False)
-        if sent_ids:
-            log.debug("outbox.published", doc_id=str(doc["_id"]), events=len(sent_ids))
-        return len(sent_ids)
+        await self._release(doc["_id"], token, sent, retry=False)
+        if sent:
+            log.debug("outbox.published", doc_id=str(doc["_id"]), events=len(sent))
+        return len(sent)
 
-    async def _release(self, doc_id: Any, token: str, sent_ids: list[str], *, retry: bool) -> None:
+    async def _release(
+        self, doc_id: Any, token: str, sent: list[dict[str, Any]], *, retry: bool
+    ) -> None:
         delay = self.timing.retry_after if retry else self.timing.inline_grace
         update: dict[str, Any] = {"$set": {CLAIM: None, DUE_AT: utc_now() + delay}}
-        if sent_ids:
-            update["$pull"] = {OUTBOX: {"id": {"$in": sent_ids}}}
+        if sent:
+            # $pullAll removes exactly the entries we sent, as read. ($pull with a condition
+            # such as {"id": {"$in": ids}} would read better, but FerretDB v1 ignores it.)
+            update["$pullAll"] = {OUTBOX: sent}
         await self.collection.update_one({"_id": doc_id, CLAIM: token}, update)
         if not retry:
             # Clear the due time only if nothing was appended meanwhile; otherwise the relay
