@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Docker-free local stack for hirestream: Apache Kafka (KRaft, one combined
-# broker+controller), a MongoDB-protocol server (mongod if on PATH, otherwise
-# FerretDB v1 on SQLite) and an SMTP catcher, run as plain background processes.
+# Docker-free local stack for hirestream: Apache Kafka (KRaft, combined
+# broker+controller; one node, or three with KAFKA_NODES=3), a MongoDB-protocol
+# server (mongod if on PATH, otherwise FerretDB v1 on SQLite) and an SMTP
+# catcher, run as plain background processes.
 #
 #   stack.sh build     fetch/build what is missing (cheap and silent when done)
 #   stack.sh start     build if needed, start what is not running, wait until
@@ -23,8 +24,17 @@ REPO_DIR=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
 CACHE_DIR="$REPO_DIR/.stack/cache"
 
 HOST=127.0.0.1
+KAFKA_NODES=${KAFKA_NODES:-1}
 KAFKA_PORT=${KAFKA_PORT:-9092}
-KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+# With several nodes the brokers take KAFKA_PORT, +1, +2, so the controllers
+# default to the ports right after those instead of 9093.
+if [[ -z ${KAFKA_CONTROLLER_PORT:-} ]]; then
+    if [[ $KAFKA_NODES == 1 ]]; then
+        KAFKA_CONTROLLER_PORT=9093
+    elif [[ $KAFKA_PORT =~ ^[0-9]+$ && $KAFKA_NODES =~ ^[0-9]+$ ]]; then
+        KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + KAFKA_NODES))
+    fi
+fi
 MONGO_PORT=${MONGO_PORT:-27017}
 SMTP_PORT=${SMTP_PORT:-1025}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
@@ -34,7 +44,9 @@ STACK_MONGO=${STACK_MONGO:-auto}   # auto | mongod | ferretdb
 
 KAFKA_LIBS="$CACHE_DIR/kafka/libs"
 FERRETDB_BIN="$CACHE_DIR/bin/ferretdb-lite"
-SERVICES=(kafka mongo smtp)
+# Every name a server of any stack layout can have: stop cleans up all of
+# them, whatever KAFKA_NODES says now.
+ALL_SERVICES=(kafka kafka-1 kafka-2 kafka-3 mongo smtp)
 
 # ---------------------------------------------------------------- messages
 
@@ -56,12 +68,31 @@ resolve_stack_dir() {
     LOG_DIR="$STACK_DIR/logs"
 }
 
-check_ports() {
+check_settings() {
+    [[ $KAFKA_NODES == 1 || $KAFKA_NODES == 3 ]] || die "KAFKA_NODES must be 1 or 3, got '$KAFKA_NODES'"
     local var
     for var in KAFKA_PORT KAFKA_CONTROLLER_PORT MONGO_PORT SMTP_PORT; do
-        [[ ${!var} =~ ^[0-9]+$ ]] && ((${!var} > 0 && ${!var} < 65536)) ||
+        [[ ${!var} =~ ^[0-9]+$ ]] && ((${!var} > 0 && ${!var} + KAFKA_NODES < 65536)) ||
             die "$var must be a TCP port number, got '${!var}'"
     done
+    # Catch overlapping ranges before a server fails with a bind error.
+    local ports=() port seen=" " i
+    for ((i = 0; i < KAFKA_NODES; i++)); do
+        ports+=($((KAFKA_PORT + i)) $((KAFKA_CONTROLLER_PORT + i)))
+    done
+    for port in "${ports[@]}" "$MONGO_PORT" "$SMTP_PORT"; do
+        [[ $seen == *" $port "* ]] &&
+            die "port $port is given to two servers — check KAFKA_PORT, KAFKA_CONTROLLER_PORT (KAFKA_NODES=$KAFKA_NODES uses $KAFKA_NODES of each), MONGO_PORT, SMTP_PORT"
+        seen+="$port "
+    done
+    # The servers this layout runs, in start order.
+    if ((KAFKA_NODES == 1)); then
+        KAFKA_SERVICES=(kafka)
+    else
+        KAFKA_SERVICES=()
+        for ((i = 1; i <= KAFKA_NODES; i++)); do KAFKA_SERVICES+=("kafka-$i"); done
+    fi
+    SERVICES=("${KAFKA_SERVICES[@]}" mongo smtp)
 }
 
 # The project venv carries aiosmtpd; fall back to whatever python3 is on PATH.
@@ -191,7 +222,7 @@ pid_file() { echo "$STACK_DIR/$1.pid"; }
 # slash keeps /tmp/a from matching /tmp/ab.
 process_marker() {
     case $1 in
-        kafka) echo "$STACK_DIR/kafka/" ;;
+        kafka*) echo "$(kafka_dir "$1")/" ;;
         mongo) echo "$STACK_DIR/mongo" ;;
         smtp) echo "$STACK_DIR/mail" ;;
     esac
@@ -253,17 +284,31 @@ ensure_port_free() {
 # Checked for every server before any is started, so a taken port does not
 # leave half a stack behind.
 ensure_ports_free() {
-    running_pid kafka >/dev/null || {
-        ensure_port_free "$KAFKA_PORT" KAFKA_PORT
-        ensure_port_free "$KAFKA_CONTROLLER_PORT" KAFKA_CONTROLLER_PORT
-    }
+    local svc
+    for svc in "${KAFKA_SERVICES[@]}"; do
+        running_pid "$svc" >/dev/null || {
+            ensure_port_free "$(kafka_port "$svc")" KAFKA_PORT
+            ensure_port_free "$(kafka_controller_port "$svc")" KAFKA_CONTROLLER_PORT
+        }
+    done
     running_pid mongo >/dev/null || ensure_port_free "$MONGO_PORT" MONGO_PORT
     running_pid smtp >/dev/null || ensure_port_free "$SMTP_PORT" SMTP_PORT
 }
 
 # ---------------------------------------------------------------- kafka
 
-kafka_dir() { echo "$STACK_DIR/kafka"; }
+# A Kafka server is "kafka" (the single node) or "kafka-N" (node N of a
+# cluster). Their storage lives apart, so one STACK_DIR can hold both layouts.
+kafka_node_id() { if [[ $1 == kafka ]]; then echo 1; else echo "${1#kafka-}"; fi; }
+kafka_dir() { if [[ $1 == kafka ]]; then echo "$STACK_DIR/kafka"; else echo "$STACK_DIR/kafka-cluster/node-${1#kafka-}"; fi; }
+kafka_port() { echo $((KAFKA_PORT + $(kafka_node_id "$1") - 1)); }
+kafka_controller_port() { echo $((KAFKA_CONTROLLER_PORT + $(kafka_node_id "$1") - 1)); }
+
+kafka_bootstrap_servers() {
+    local svc list=()
+    for svc in "${KAFKA_SERVICES[@]}"; do list+=("$HOST:$(kafka_port "$svc")"); done
+    (IFS=,; echo "${list[*]}")
+}
 
 # A Kafka tool from the cached jars, logging warnings only (to stderr).
 kafka_java() {
@@ -271,36 +316,53 @@ kafka_java() {
         -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/tools-log4j2.xml" "$@"
 }
 
+# Regenerated on every start so port changes take effect. (A single KRaft
+# voter re-registers its controller endpoint at start, so even a new
+# KAFKA_CONTROLLER_PORT on formatted storage works: checked on 4.4.0.)
 write_kafka_config() {
-    local dir
-    dir=$(kafka_dir)
+    local svc=$1 dir port cport quorum rf isr
+    dir=$(kafka_dir "$svc")
+    port=$(kafka_port "$svc")
+    cport=$(kafka_controller_port "$svc")
     mkdir -p "$dir"
-    # Regenerated on every start so port changes take effect. (A single KRaft
-    # voter re-registers its controller endpoint at start, so even a new
-    # KAFKA_CONTROLLER_PORT on formatted storage works: checked on 4.4.0.)
+    if [[ $svc == kafka ]]; then
+        # One voter, formatted with --standalone (dynamic quorum).
+        quorum="controller.quorum.bootstrap.servers=$HOST:$cport"
+        rf=1 isr=1
+    else
+        # A fixed voter set: every node knows all controllers from its config,
+        # so the nodes are formatted independently with the same cluster id.
+        local s voters=()
+        for s in "${KAFKA_SERVICES[@]}"; do
+            voters+=("$(kafka_node_id "$s")@$HOST:$(kafka_controller_port "$s")")
+        done
+        quorum="controller.quorum.voters=$(IFS=,; echo "${voters[*]}")"
+        rf=3 isr=2
+    fi
     cat >"$dir/server.properties" <<EOF
 # Generated by deploy/local/stack.sh on each start; edits are overwritten.
 process.roles=broker,controller
-node.id=1
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+node.id=$(kafka_node_id "$svc")
+listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
+advertised.listeners=PLAINTEXT://$HOST:$port
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-controller.quorum.bootstrap.servers=$HOST:$KAFKA_CONTROLLER_PORT
+$quorum
 log.dirs=$dir/data
 
-# One node: every internal topic must live with a single replica.
+# Replication matched to the node count: 1 and 1 on one node (internal topics
+# could not be created otherwise), 3 and 2 on three (one node may fail).
 num.partitions=3
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-# Fewer internal partitions than the defaults (50): faster first consumer
-# group and transaction on a laptop, no difference with one broker.
+default.replication.factor=$rf
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+# Fewer internal partitions than the defaults (50): a faster first consumer
+# group and transaction on a laptop.
 offsets.topic.num.partitions=3
 transaction.state.log.num.partitions=3
 
@@ -310,58 +372,79 @@ auto.create.topics.enable=true
 EOF
 }
 
-# Format storage once. meta.properties is written last by the format, so a
-# directory without it was never (completely) formatted and holds nothing.
-format_kafka_storage() {
-    local dir data out id
-    dir=$(kafka_dir)
-    data="$dir/data"
-    out="$LOG_DIR/kafka.out"
-    [[ -f $data/meta.properties ]] && return 0
-    rm -rf "$data"
-    id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$out" | tail -n 1)
-    [[ $id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka random-uuid failed — see $out"
-    kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" >>"$out" 2>&1 ||
-        die "formatting Kafka storage failed — see $out"
+# The cluster id all nodes of one layout share, made once by Kafka's own tool.
+kafka_cluster_id() {
+    local file=$1 out=$2 id
+    if [[ ! -s $file ]]; then
+        id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$out" | tail -n 1)
+        [[ $id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka random-uuid failed — see $out"
+        echo "$id" >"$file"
+    fi
+    cat "$file"
 }
 
-KAFKA_LOG_OFFSET=-1
+# Format storage once. A data directory without meta.properties was never
+# formatted, so it holds nothing worth keeping: clear it so an interrupted
+# format cannot block the next one.
+format_kafka_storage() {
+    local svc=$1 dir data out id
+    dir=$(kafka_dir "$svc")
+    data="$dir/data"
+    out="$LOG_DIR/$svc.out"
+    [[ -f $data/meta.properties ]] && return 0
+    rm -rf "$data"
+    if [[ $svc == kafka ]]; then
+        id=$(kafka_cluster_id "$dir/cluster.id" "$out")
+        kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" >>"$out" 2>&1 ||
+            die "formatting Kafka storage failed — see $out"
+    else
+        id=$(kafka_cluster_id "$STACK_DIR/kafka-cluster/cluster.id" "$out")
+        kafka_java kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" >>"$out" 2>&1 ||
+            die "formatting Kafka storage for $svc failed — see $out"
+    fi
+}
+
+# Readiness is the broker's own "Kafka Server started" line. Where this run's
+# lines begin in each log, so an earlier run's line does not count; -1 means
+# the node was already running before this start.
+declare -A KAFKA_LOG_OFFSET=()
 
 start_kafka() {
-    local pid dir
-    if pid=$(running_pid kafka); then
-        note "kafka already running (pid $pid)"
+    local svc=$1 pid dir log
+    if pid=$(running_pid "$svc"); then
+        note "$svc already running (pid $pid)"
+        KAFKA_LOG_OFFSET[$svc]=-1
         return 0
     fi
-    dir=$(kafka_dir)
-    write_kafka_config
-    format_kafka_storage
+    dir=$(kafka_dir "$svc")
+    write_kafka_config "$svc"
+    format_kafka_storage "$svc"
 
-    # Readiness is the broker's own "Kafka Server started" line; remember where
-    # this run's lines begin so an old run's line does not count.
-    local log="$LOG_DIR/kafka.log"
-    KAFKA_LOG_OFFSET=0
-    [[ -f $log ]] && KAFKA_LOG_OFFSET=$(wc -c <"$log")
+    log="$LOG_DIR/$svc.log"
+    KAFKA_LOG_OFFSET[$svc]=0
+    [[ -f $log ]] && KAFKA_LOG_OFFSET[$svc]=$(wc -c <"$log")
 
     # shellcheck disable=SC2086 # heap options are a word list on purpose
-    launch kafka "$LOG_DIR/kafka.out" \
+    launch "$svc" "$LOG_DIR/$svc.out" \
         java $KAFKA_HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-        -Dkafka.logs.dir="$LOG_DIR" \
+        -Dkafka.logs.dir="$LOG_DIR" -Dkafka.log.name="$svc" \
         -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.xml" \
         -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties"
-    note "kafka starting (pid $(<"$(pid_file kafka)"), log $log)"
+    note "$svc starting (pid $(<"$(pid_file "$svc")"), log $log)"
 }
 
 kafka_ready() {
-    port_open "$KAFKA_PORT" || return 1
-    ((KAFKA_LOG_OFFSET < 0)) && return 0 # already running before this start
-    local log="$LOG_DIR/kafka.log" size
+    local svc=$1 log size offset
+    port_open "$(kafka_port "$svc")" || return 1
+    offset=${KAFKA_LOG_OFFSET[$svc]:--1}
+    ((offset < 0)) && return 0
+    log="$LOG_DIR/$svc.log"
     [[ -f $log ]] || return 1
     size=$(wc -c <"$log")
     # The file may have been rolled over since; then read all of it.
-    ((size >= KAFKA_LOG_OFFSET)) || KAFKA_LOG_OFFSET=0
-    tail -c +"$((KAFKA_LOG_OFFSET + 1))" "$log" | grep -q "Kafka Server started"
+    ((size >= offset)) || offset=0
+    tail -c +"$((offset + 1))" "$log" | grep -q "Kafka Server started"
 }
 
 # ---------------------------------------------------------------- mongo
@@ -416,15 +499,23 @@ smtp_ready() {
 
 service_port() {
     case $1 in
-        kafka) echo "$KAFKA_PORT" ;;
+        kafka*) kafka_port "$1" ;;
         mongo) echo "$MONGO_PORT" ;;
         smtp) echo "$SMTP_PORT" ;;
     esac
 }
 
+service_ready() {
+    case $1 in
+        kafka*) kafka_ready "$1" ;;
+        mongo) mongo_ready ;;
+        smtp) smtp_ready ;;
+    esac
+}
+
 service_log() {
     case $1 in
-        kafka) echo "$LOG_DIR/kafka.log (and kafka.out)" ;;
+        kafka*) echo "$LOG_DIR/$1.log (and $1.out)" ;;
         *) echo "$LOG_DIR/$1.log" ;;
     esac
 }
@@ -436,7 +527,7 @@ wait_until_ready() {
         for svc in "${pending[@]}"; do
             running_pid "$svc" >/dev/null ||
                 die "$svc exited while starting — see $(service_log "$svc")"
-            "${svc}_ready" || left+=("$svc")
+            service_ready "$svc" || left+=("$svc")
         done
         pending=("${left[@]+"${left[@]}"}")
         ((${#pending[@]} == 0)) && break
@@ -447,7 +538,7 @@ wait_until_ready() {
 }
 
 print_endpoints() {
-    echo "KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT"
+    echo "KAFKA_BOOTSTRAP_SERVERS=$(kafka_bootstrap_servers)"
     echo "MONGODB_URL=mongodb://$HOST:$MONGO_PORT"
     echo "SMTP_HOST=$HOST"
     echo "SMTP_PORT=$SMTP_PORT"
@@ -466,7 +557,8 @@ cmd_start() {
     build_all
     ensure_ports_free
     mkdir -p "$LOG_DIR"
-    start_kafka
+    local svc
+    for svc in "${KAFKA_SERVICES[@]}"; do start_kafka "$svc"; done
     start_mongo
     start_smtp
     wait_until_ready
@@ -476,7 +568,7 @@ cmd_start() {
 
 cmd_stop() {
     local svc pid pids=() names=()
-    for svc in "${SERVICES[@]}"; do
+    for svc in "${ALL_SERVICES[@]}"; do
         if pid=$(running_pid "$svc"); then
             kill -TERM "$pid" 2>/dev/null || true
             pids+=("$pid")
@@ -492,16 +584,24 @@ cmd_stop() {
         ((alive == 0 || SECONDS >= deadline)) && break
         sleep 0.25
     done
+    local killed=0
     for i in "${!names[@]}"; do
         if running_pid "${names[$i]}" >/dev/null; then
             note "${names[$i]} ignored SIGTERM for ${STACK_STOP_TIMEOUT}s; sending SIGKILL"
             kill -KILL "${pids[$i]}" 2>/dev/null || true
+            killed=1
         fi
     done
-    for svc in "${SERVICES[@]}"; do
+    # Give the kernel a moment to release the ports before a quick restart.
+    ((killed == 0)) || sleep 1
+    for svc in "${ALL_SERVICES[@]}"; do
         rm -f "$(pid_file "$svc")"
     done
-    ((${#names[@]} == 0)) && note "nothing running in $STACK_DIR" || note "stopped ${names[*]}"
+    if ((${#names[@]} == 0)); then
+        note "nothing running in $STACK_DIR"
+    else
+        note "stopped ${names[*]}"
+    fi
 }
 
 cmd_status() {
@@ -539,7 +639,7 @@ main() {
     (($# >= 1)) || usage
     local cmd=$1
     shift
-    check_ports
+    check_settings
     resolve_python
     resolve_stack_dir
     case $cmd in
