@@ -165,6 +165,19 @@ with_build_lock() {
     fi
 }
 
+# start and stop of one STACK_DIR take turns (parallel test workers may all
+# call start on the same stack); status needs no lock.
+with_stack_lock() {
+    if command -v flock >/dev/null 2>&1; then
+        (
+            flock 8
+            "$@"
+        ) 8>"$STACK_DIR/.lock"
+    else
+        "$@"
+    fi
+}
+
 # Kafka jars from Maven Central, re-fetched only when pom.xml changes.
 build_kafka() {
     local pom="$SCRIPT_DIR/kafka/pom.xml" stamp="$CACHE_DIR/kafka/pom.sha256" want
@@ -251,7 +264,8 @@ running_pid() {
 
 # Starts "$@" in its own session (so it outlives this shell and its terminal),
 # stdin from /dev/null, output appended to $2. The child writes its own pid
-# before exec, which is right whether or not setsid had to fork.
+# before exec, which is right whether or not setsid had to fork. It must not
+# inherit the lock descriptors (8, 9), or it would hold the locks for life.
 launch() {
     local name=$1 out=$2
     shift 2
@@ -260,7 +274,7 @@ launch() {
     rm -f "$file"
     # shellcheck disable=SC2016 # $$ and $0 are for the inner shell
     setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$file" "$@" \
-        </dev/null >>"$out" 2>&1 &
+        </dev/null >>"$out" 2>&1 8>&- 9>&- &
     local i
     for ((i = 0; i < 50; i++)); do
         [[ -f $file ]] && return 0
@@ -644,8 +658,8 @@ main() {
     resolve_stack_dir
     case $cmd in
         build) cmd_build ;;
-        start) cmd_start ;;
-        stop) cmd_stop ;;
+        start) with_stack_lock cmd_start ;;
+        stop) with_stack_lock cmd_stop ;;
         status) cmd_status ;;
         env) print_endpoints ;;
         kafka-class) cmd_kafka_class "$@" ;;
