@@ -205,7 +205,7 @@ FERRETDB_BUILD_FLAGS=(-trimpath -buildvcs=false -tags ferretdb_no_postgresql -ld
 
 build_ferretdb() {
     local src="$SCRIPT_DIR/ferretdb" stamp="$FERRETDB_BIN.sha256" want
-    want=$( (cat "$src/main.go" "$src/go.mod" "$src/go.sum" && echo "${FERRETDB_BUILD_FLAGS[*]}") | sha256sum | cut -d' ' -f1)
+    want=$( (cat "$src"/*.go "$src/go.mod" "$src/go.sum" && echo "${FERRETDB_BUILD_FLAGS[*]}") | sha256sum | cut -d' ' -f1)
     [[ -x $FERRETDB_BIN && -f $stamp && $(<"$stamp") == "$want" ]] && return 0
 
     need_go

@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -65,8 +66,10 @@ func run(listenAddr, dataDir, logLevel string) error {
 
 	// Telemetry: the embeddable package never runs the reporter and marks it
 	// disabled and locked itself (ferretdb.New), so nothing leaves the machine.
+	// FerretDB itself listens on a private loopback port; clients reach it through the
+	// write-serialising proxy on listenAddr (see serialise.go for why).
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: listenAddr},
+		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: sqliteURL,
@@ -80,8 +83,18 @@ func run(listenAddr, dataDir, logLevel string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	// New has already bound the socket, so clients can connect from here on.
-	logger.Info("ferretdb-lite ready", "uri", f.MongoDBURI(), "data_dir", abs)
+	// New has already bound FerretDB's socket; its URI names the port it got.
+	upstream, err := url.Parse(f.MongoDBURI())
+	if err != nil {
+		return err
+	}
+	public, err := net.Listen("tcp", listenAddr)
+	if err != nil {
+		return err
+	}
+	go serveSerialised(ctx, public, upstream.Host, logger)
+
+	logger.Info("ferretdb-lite ready", "listen_addr", listenAddr, "data_dir", abs)
 
 	if err = f.Run(ctx); err != nil {
 		return err

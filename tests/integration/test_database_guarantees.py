@@ -1,0 +1,77 @@
+"""What the services rely on from the database, checked on the server the tests run against.
+
+MongoDB guarantees these for single-document writes; FerretDB v1 on SQLite needs the
+write-serialising proxy of deploy/local/ferretdb/serialise.go for the first two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from tests.conftest import unique_db
+
+pytestmark = pytest.mark.integration
+
+CONTENDERS = 20
+
+
+@pytest.fixture
+async def collection(
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> AsyncIterator[AsyncCollection[dict[str, Any]]]:
+    db = unique_db("guarantees")
+    yield mongo[db]["docs"]
+    await mongo.drop_database(db)
+
+
+async def test_a_conditional_update_is_a_compare_and_set(
+    collection: AsyncCollection[dict[str, Any]],
+) -> None:
+    for round_ in range(3):
+        await collection.insert_one({"_id": round_, "version": 1})
+
+        async def bump(contender: int, doc_id: int = round_) -> int:
+            result = await collection.update_one(
+                {"_id": doc_id, "version": 1}, {"$set": {"version": 2, "by": contender}}
+            )
+            return result.modified_count
+
+        assert sum(await asyncio.gather(*(bump(i) for i in range(CONTENDERS)))) == 1
+
+
+async def test_find_one_and_update_claims_once(
+    collection: AsyncCollection[dict[str, Any]],
+) -> None:
+    await collection.insert_one({"_id": "doc", "claim": None})
+
+    async def claim(contender: int) -> bool:
+        won = await collection.find_one_and_update(
+            {"_id": "doc", "claim": None},
+            {"$set": {"claim": contender}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return won is not None
+
+    assert sum(await asyncio.gather(*(claim(i) for i in range(CONTENDERS)))) == 1
+
+
+async def test_a_unique_index_admits_one_of_concurrent_inserts(
+    collection: AsyncCollection[dict[str, Any]],
+) -> None:
+    await collection.create_index([("candidate", 1), ("posting", 1)], unique=True)
+
+    async def insert(contender: int) -> bool:
+        try:
+            await collection.insert_one({"candidate": "c1", "posting": "p1", "n": contender})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    assert sum(await asyncio.gather(*(insert(i) for i in range(CONTENDERS)))) == 1
