@@ -264,8 +264,10 @@ running_pid() {
 
 # Starts "$@" in its own session (so it outlives this shell and its terminal),
 # stdin from /dev/null, output appended to $2. The child writes its own pid
-# before exec, which is right whether or not setsid had to fork. It must not
-# inherit the lock descriptors (8, 9), or it would hold the locks for life.
+# before exec, which is right whether or not setsid had to fork. It closes
+# every other descriptor it inherited: the lock files (8, 9) would otherwise be
+# held for life, and a caller's pipe or socket kept open by a server can make
+# that caller wait forever or keep a port busy.
 launch() {
     local name=$1 out=$2
     shift 2
@@ -273,7 +275,12 @@ launch() {
     file=$(pid_file "$name")
     rm -f "$file"
     # shellcheck disable=SC2016 # $$ and $0 are for the inner shell
-    setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$file" "$@" \
+    setsid bash -c '
+        for fd in /proc/$$/fd/*; do
+            fd=${fd##*/}
+            [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)) && exec {fd}>&-
+        done
+        echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$file" "$@" \
         </dev/null >>"$out" 2>&1 8>&- 9>&- &
     local i
     for ((i = 0; i < 50; i++)); do
