@@ -28,6 +28,7 @@ from hirestream.shared.events.postings import (
     Seniority,
     Workplace,
 )
+from hirestream.shared.events.types import UtcDateTime
 
 MAX_SKILLS = 30
 MAX_SKILL_LENGTH = 40
@@ -96,8 +97,8 @@ class Posting(PostingDraft):
     org: str
     status: PostingStatus
     version: int = Field(ge=1)
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     @classmethod
     def publish(
