@@ -387,6 +387,12 @@ share.coordinator.state.topic.min.isr=$isr
 offsets.topic.num.partitions=3
 transaction.state.log.num.partitions=3
 
+# After a kill -9 the dead broker's registration blocks the restarted one
+# until its session times out (default 9 s); a shorter session makes crash
+# tests faster and still leaves room for a busy laptop's pauses.
+broker.session.timeout.ms=6000
+broker.heartbeat.interval.ms=1500
+
 # Tests create consumer groups constantly; don't make each one wait 3 s.
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
