@@ -7,6 +7,7 @@
 #   ./dev.sh down     stop the services and the stack.
 #   ./dev.sh status   what is running.
 #   ./dev.sh token    mint a development token: ./dev.sh token --role employer --org acme
+#   ./dev.sh demo     publish a handful of realistic postings to the running system
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -120,11 +121,17 @@ cmd_token() {
   JWT_SECRET="$(jwt_secret)" exec "$ROOT/.venv/bin/python" -m hirestream.shared.devtoken "$@"
 }
 
+cmd_demo() {
+  sync_venv
+  JWT_SECRET="$(jwt_secret)" exec "$ROOT/.venv/bin/python" -m hirestream.postings.demo "$@"
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   test) shift; cmd_test "$@" ;;
   token) shift; cmd_token "$@" ;;
-  *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  demo) shift; cmd_demo "$@" ;;
+  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

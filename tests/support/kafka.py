@@ -7,9 +7,41 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from hirestream.shared.events.catalog import BY_NAME, schema_path
+from hirestream.shared.events.envelope import CONTENT_TYPE, EventType
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+@cache
+def _schema(event_type: EventType[Any]) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((SCHEMAS / schema_path(event_type)).read_text())
+    return loaded
+
+
+def check_against_contract(record: Record) -> None:
+    """Every event a service published, as seen on the wire, must fit the contract: the
+    CloudEvents envelope, the committed JSON Schema of its payload, key = subject."""
+    event_type = BY_NAME.get(record.topic)
+    if event_type is None:
+        return
+    try:
+        wire = json.loads(record.value)
+    except ValueError:
+        return  # a poison record a test put there on purpose
+    if not (isinstance(wire, dict) and str(wire.get("source", "")).startswith("hirestream/")):
+        return  # not published by a service (tests produce their own events too)
+    event = event_type.parse(record.value)
+    jsonschema.validate(wire["data"], _schema(event_type))
+    assert record.key == event.subject.encode(), "the record key must be the event subject"
+    assert record.headers.get("content-type") == CONTENT_TYPE
 
 
 @dataclass(frozen=True)
@@ -47,7 +79,7 @@ async def read_until(
             while not done(records):
                 batch = await consumer.getmany(timeout_ms=500)
                 for messages in batch.values():
-                    records.extend(
+                    fresh = [
                         Record(
                             topic=m.topic,
                             key=m.key,
@@ -57,7 +89,10 @@ async def read_until(
                             offset=m.offset,
                         )
                         for m in messages
-                    )
+                    ]
+                    for record in fresh:
+                        check_against_contract(record)
+                    records.extend(fresh)
     except TimeoutError:
         pass  # the caller's assertions say what was missing
     finally:

@@ -5,8 +5,9 @@ Pure: no I/O and no framework imports, so every rule is unit-tested without a da
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     AfterValidator,
@@ -21,9 +22,12 @@ from pydantic_extra_types.country import CountryAlpha2
 from pydantic_extra_types.currency_code import ISO4217
 
 from hirestream.shared.events.postings import (
+    CloseReason,
     EmploymentType,
+    PostingClosed,
     PostingCreated,
     PostingStatus,
+    PostingUpdated,
     SalaryPeriod,
     Seniority,
     Workplace,
@@ -88,6 +92,48 @@ class PostingDraft(_Input):
     contact_email: EmailStr | None = None
 
 
+class PostingChanges(_Input):
+    """The body of `PATCH /postings/{id}`: the fields to change, as in JSON Merge Patch.
+
+    A field left out stays as it is; `null` removes an optional field (`salary`,
+    `contact_email`); `location` and `salary` are replaced whole. The result must again be a
+    valid posting.
+    """
+
+    title: str | None = Field(default=None, min_length=3, max_length=150)
+    company: str | None = Field(default=None, min_length=1, max_length=150)
+    description: str | None = Field(default=None, min_length=20, max_length=20_000)
+    location: Location | None = None
+    workplace: Workplace | None = None
+    employment_type: EmploymentType | None = None
+    seniority: Seniority | None = None
+    skills: Skills | None = None
+    salary: Salary | None = None
+    contact_email: EmailStr | None = None
+
+    REMOVABLE: ClassVar[frozenset[str]] = frozenset({"salary", "contact_email"})
+
+    @model_validator(mode="after")
+    def _required_fields_are_not_removed(self) -> PostingChanges:
+        removed = [
+            name
+            for name in self.model_fields_set
+            if getattr(self, name) is None and name not in self.REMOVABLE
+        ]
+        if removed:
+            raise ValueError(f"{', '.join(sorted(removed))} cannot be null")
+        if not self.model_fields_set:
+            raise ValueError("name at least one field to change")
+        return self
+
+    def as_updates(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class PostingIsClosed(Exception):
+    """A closed posting takes no more changes."""
+
+
 class Posting(PostingDraft):
     """A posting as the service holds it. `version` counts its changes, starting at 1."""
 
@@ -99,6 +145,15 @@ class Posting(PostingDraft):
     version: int = Field(ge=1)
     created_at: UtcDateTime
     updated_at: UtcDateTime
+    closed_at: UtcDateTime | None = None
+    close_reason: CloseReason | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is PostingStatus.OPEN
+
+    def owned_by(self, org: str | None) -> bool:
+        return org is not None and org == self.org
 
     @classmethod
     def publish(
@@ -115,3 +170,89 @@ class Posting(PostingDraft):
             updated_at=now,
         )
         return posting, PostingCreated.model_validate(posting.model_dump())
+
+    def change(
+        self, changes: PostingChanges, *, now: datetime
+    ) -> tuple[Posting, PostingUpdated | None]:
+        """The changed posting and its `posting.updated`, or itself and None if nothing
+        differs (no new version for a no-op)."""
+        if not self.is_open:
+            raise PostingIsClosed(self.posting_id)
+        merged = {**self.model_dump(), **changes.as_updates()}
+        draft = PostingDraft.model_validate(
+            {name: merged[name] for name in PostingDraft.model_fields}
+        )
+        if draft == PostingDraft.model_validate(self.model_dump(include=_DRAFT_FIELDS)):
+            return self, None
+        changed = self.model_copy(
+            update={**draft.model_dump(), "version": self.version + 1, "updated_at": now}
+        )
+        changed = Posting.model_validate(changed.model_dump())
+        return changed, PostingUpdated.model_validate(changed.model_dump())
+
+    def close(self, reason: CloseReason, *, now: datetime) -> tuple[Posting, PostingClosed]:
+        if not self.is_open:
+            raise PostingIsClosed(self.posting_id)
+        closed = self.model_copy(
+            update={
+                "status": PostingStatus.CLOSED,
+                "version": self.version + 1,
+                "updated_at": now,
+                "closed_at": now,
+                "close_reason": reason,
+            }
+        )
+        event = PostingClosed(
+            posting_id=closed.posting_id,
+            org=closed.org,
+            reason=reason,
+            version=closed.version,
+            closed_at=now,
+        )
+        return closed, event
+
+
+_DRAFT_FIELDS = set(PostingDraft.model_fields)
+
+# Words for search: letters and digits, keeping the symbols of names like c++, c#, node.js.
+_WORD = re.compile(r"[\w][\w+#.]*")
+MAX_SEARCH_TOKENS = 1000
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of `text`, in order, without trailing punctuation or repeats."""
+    found = (word.rstrip(".").lower() for word in _WORD.findall(text))
+    return list(dict.fromkeys(word for word in found if word))
+
+
+def search_tokens(posting: PostingDraft) -> list[str]:
+    """What `q` matches: every word of the title, company, description and skills, plus
+    each whole skill ("machine learning"). Bounded, so one huge description cannot bloat
+    the index."""
+    text = " ".join([posting.title, posting.company, posting.description, *posting.skills])
+    return list(dict.fromkeys([*posting.skills, *words(text)]))[:MAX_SEARCH_TOKENS]
+
+
+class PostingSearch(BaseModel):
+    """The filters of `GET /postings`; every one given must hold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    q: list[str] = Field(default_factory=list, description="words, all present")
+    skills: list[str] = Field(default_factory=list, description="skills, all required")
+    city: str | None = None
+    country: str | None = None
+    workplace: Workplace | None = None
+    seniority: Seniority | None = None
+    employment_type: EmploymentType | None = None
+    min_salary: NonNegativeInt | None = Field(default=None, description="salary max at least")
+    org: str | None = None
+    status: PostingStatus = PostingStatus.OPEN
+
+    @classmethod
+    def from_query(cls, *, q: str | None, skills: str | None, **filters: Any) -> PostingSearch:
+        return cls(
+            q=words(q or ""),
+            skills=normalise_skills((skills or "").split(",")),
+            **{name: value for name, value in filters.items() if value is not None},
+        )

@@ -1,32 +1,72 @@
-"""PostingStore: MongoDB documents <-> `Posting`, with the outbox in the same document."""
+"""PostingStore: MongoDB documents <-> `Posting`, with the outbox in the same document.
+
+Indexes, and the filters of `GET /postings` each serves. Every one ends in the newest-first
+order, so a page is read straight off the index:
+
+- `status_newest` (status, created_at, _id): the default list and cursor pages; `workplace`,
+  `seniority`, `employment_type` and `min_salary` are residual filters on it (few values each:
+  an index of their own would rarely be more selective);
+- `tokens_newest` (search_tokens, created_at): `q`, a multikey index of normalised words (no
+  `$text`: FerretDB lacks it and it cannot be combined with a newest-first sort well);
+- `skills_newest` (skills, created_at): `skills`;
+- `place_newest` (location.country, city_key, created_at): `country`, and `country` + `city`;
+- `city_newest` (city_key, created_at): `city` alone;
+- `org_newest` (org, status, created_at): `org`, an employer's own postings;
+- `outbox_due` (outbox_due_at): the outbox sweep.
+
+MongoDB's planner picks the most selective of these for a query; FerretDB v1 on SQLite uses
+indexes less, which is one more reason the benchmarks say which server they ran on.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import IndexModel
+from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
-from hirestream.postings.domain import Posting
+from hirestream.postings.domain import Posting, PostingSearch, search_tokens
 from hirestream.shared.events.envelope import CloudEvent
-from hirestream.shared.messaging.outbox import OUTBOX_INDEX, new_outbox_fields
+from hirestream.shared.messaging.outbox import (
+    OUTBOX_INDEX,
+    append_outbox_update,
+    new_outbox_fields,
+)
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
 
 COLLECTION = "postings"
+NEWEST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 INDEXES = [
     CollectionIndexes(
         COLLECTION,
         [
-            IndexModel(OUTBOX_INDEX, name="outbox_due"),  # the outbox sweep
+            IndexModel([("status", 1), *NEWEST], name="status_newest"),
+            IndexModel([("search_tokens", 1), ("created_at", DESCENDING)], name="tokens_newest"),
+            IndexModel([("skills", 1), ("created_at", DESCENDING)], name="skills_newest"),
+            IndexModel(
+                [("location.country", 1), ("city_key", 1), ("created_at", DESCENDING)],
+                name="place_newest",
+            ),
+            IndexModel([("city_key", 1), ("created_at", DESCENDING)], name="city_newest"),
+            IndexModel([("org", 1), ("status", 1), ("created_at", DESCENDING)], name="org_newest"),
+            IndexModel(OUTBOX_INDEX, name="outbox_due"),
         ],
     )
 ]
 
-# Internal fields never leave the store.
-_INTERNAL = ("_id", "outbox", "outbox_due_at", "outbox_claim")
+# Fields that are the store's own business and never leave it.
+_INTERNAL = ("_id", "outbox", "outbox_due_at", "outbox_claim", "search_tokens", "city_key")
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not made by this service."""
 
 
 def _object_id(posting_id: str) -> ObjectId | None:
@@ -34,6 +74,15 @@ def _object_id(posting_id: str) -> ObjectId | None:
         return ObjectId(posting_id)
     except (InvalidId, TypeError):
         return None
+
+
+def _stored_fields(posting: Posting) -> Document:
+    """The document fields of a posting, with what search needs derived from it."""
+    return {
+        **posting.model_dump(mode="python", exclude={"posting_id"}),
+        "search_tokens": search_tokens(posting),
+        "city_key": posting.location.city.casefold(),
+    }
 
 
 class PostingStore:
@@ -48,10 +97,22 @@ class PostingStore:
         """Store a new posting and its events in one single-document write (the outbox)."""
         document = {
             "_id": ObjectId(posting.posting_id),
-            **posting.model_dump(mode="python", exclude={"posting_id"}),
+            **_stored_fields(posting),
             **new_outbox_fields(events),
         }
         await self.collection.insert_one(document)
+
+    async def replace_version(
+        self, posting: Posting, *, expected_version: int, events: list[CloudEvent[Any]]
+    ) -> bool:
+        """Store the next version of a posting and its events, only if the stored version is
+        still `expected_version` (optimistic concurrency). False if someone was quicker."""
+        outbox = append_outbox_update(events)
+        result = await self.collection.update_one(
+            {"_id": ObjectId(posting.posting_id), "version": expected_version},
+            {"$set": {**_stored_fields(posting), **outbox["$set"]}, "$push": outbox["$push"]},
+        )
+        return result.modified_count == 1
 
     async def get(self, posting_id: str) -> Posting | None:
         object_id = _object_id(posting_id)
@@ -59,6 +120,66 @@ class PostingStore:
             return None
         document = await self.collection.find_one({"_id": object_id})
         return _to_posting(document) if document else None
+
+    async def search(
+        self, search: PostingSearch, *, limit: int, cursor: str | None
+    ) -> tuple[list[Posting], str | None]:
+        """One page, newest first, and the cursor of the next page (None on the last).
+
+        The cursor is the position after the last item (its creation time and id), not an
+        offset, so postings created meanwhile neither shift nor repeat later pages.
+        """
+        query = _query(search)
+        if cursor:
+            created_at, last_id = _decode_cursor(cursor)
+            query["$or"] = [
+                {"created_at": {"$lt": created_at}},
+                {"created_at": created_at, "_id": {"$lt": last_id}},
+            ]
+        documents = (
+            await self.collection.find(query, projection={"outbox": 0, "search_tokens": 0})
+            .sort(NEWEST)
+            .limit(limit + 1)
+            .to_list()
+        )
+        page = [_to_posting(document) for document in documents[:limit]]
+        more = len(documents) > limit
+        return page, (_encode_cursor(documents[limit - 1]) if more else None)
+
+
+def _query(search: PostingSearch) -> Document:
+    query: Document = {"status": search.status.value}
+    if search.q:
+        query["search_tokens"] = {"$all": search.q}
+    if search.skills:
+        query["skills"] = {"$all": search.skills}
+    if search.city:
+        query["city_key"] = search.city.casefold()
+    if search.country:
+        query["location.country"] = search.country.upper()
+    for name in ("workplace", "seniority", "employment_type", "org"):
+        value = getattr(search, name)
+        if value is not None:
+            query[name] = str(value)
+    if search.min_salary is not None:
+        query["salary.max"] = {"$gte": search.min_salary}
+    return query
+
+
+def _encode_cursor(document: Document) -> str:
+    created_at: datetime = document["created_at"]
+    position = {"t": int(created_at.timestamp() * 1000), "id": str(document["_id"])}
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, ObjectId]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position = json.loads(raw)
+        created_at = datetime.fromtimestamp(int(position["t"]) / 1000, tz=UTC)
+        return created_at, ObjectId(position["id"])
+    except (binascii.Error, ValueError, KeyError, TypeError, InvalidId) as error:
+        raise InvalidCursor(cursor) from error
 
 
 def _to_posting(document: Document) -> Posting:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, PlainSerializer, WithJsonSchema
 
 
 def _to_utc_ms(value: datetime) -> datetime:
@@ -21,6 +21,7 @@ UtcDateTime = Annotated[
     AwareDatetime,
     AfterValidator(_to_utc_ms),
     PlainSerializer(_rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 """A timezone-aware instant, held in UTC to the millisecond, written as RFC 3339 with `Z`."""
 

@@ -126,7 +126,7 @@ class OutboxRelay:
             doc = await self.collection.find_one_and_update(
                 {"_id": doc_id, CLAIM: None, DUE_AT: {"$ne": None}},
                 {"$set": {CLAIM: token, DUE_AT: utc_now() + self.timing.lease}},
-                    return_document=ReturnDocument.AFTER,
+                return_document=ReturnDocument.AFTER,
             )
             if doc is None:
                 # Nothing pending, or another relay holds the claim: that one re-checks after
