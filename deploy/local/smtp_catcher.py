@@ -52,7 +52,9 @@ class MailDirHandler:
         self.sequence = self._last_sequence()
 
     def _last_sequence(self) -> int:
-        numbers = [int(m.group(1)) for p in self.mail_dir.iterdir() if (m := _NAME_RE.match(p.name))]
+        numbers = [
+            int(m.group(1)) for p in self.mail_dir.iterdir() if (m := _NAME_RE.match(p.name))
+        ]
         return max(numbers, default=0)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -63,8 +65,7 @@ class MailDirHandler:
         name = f"{seq:08d}-{stamp}.eml"
 
         envelope_headers = (
-            f"X-MailFrom: {envelope.mail_from}\r\n"
-            f"X-RcptTo: {', '.join(envelope.rcpt_tos)}\r\n"
+            f"X-MailFrom: {envelope.mail_from}\r\nX-RcptTo: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
         data = envelope_headers + (envelope.original_content or b"")
 
@@ -76,7 +77,9 @@ class MailDirHandler:
         return "250 Message accepted for delivery"
 
 
-def _accept_any_auth(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object) -> AuthResult:
+def _accept_any_auth(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object
+) -> AuthResult:
     return AuthResult(success=True)
 
 
@@ -99,7 +102,13 @@ async def serve(host: str, port: int, mail_dir: Path) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
 
-    log.info("listening on %s:%d, storing messages in %s (last sequence %d)", host, port, mail_dir, handler.sequence)
+    log.info(
+        "listening on %s:%d, storing messages in %s (last sequence %d)",
+        host,
+        port,
+        mail_dir,
+        handler.sequence,
+    )
     await stopping.wait()
 
     log.info("stopping")
@@ -114,7 +123,9 @@ def main() -> None:
     parser.add_argument("--mail-dir", type=Path, required=True)
     args = parser.parse_args()
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # aiosmtpd logs peers, senders and recipients at INFO, and warns about its own
     # deprecated login_data on every AUTH: keep addresses and noise out of the log.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
