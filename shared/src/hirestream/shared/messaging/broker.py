@@ -7,6 +7,7 @@ offsets committed only after the handler finished, never before.
 
 from __future__ import annotations
 
+import logging
 import ssl
 
 from faststream.kafka import KafkaBroker
@@ -48,7 +49,10 @@ def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
         security=kafka_security(settings),
         # On shutdown the broker waits this long for handlers in flight to finish.
         graceful_timeout=settings.shutdown_timeout_s,
+        # Through the root logger, so FastStream's lines are structlog lines like ours
+        # (its default logger has a handler and colours of its own).
+        logger=logging.getLogger("hirestream.faststream"),
         # Our subscribers log what they do with event ids; FastStream's per-message lines
         # would repeat that at INFO for every record.
-        log_level=10,
+        log_level=logging.DEBUG,
     )

@@ -40,10 +40,17 @@ class CollectionIndexes:
 
 
 async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[CollectionIndexes]) -> None:
-    """Create the indexes a service relies on (a no-op when they already exist)."""
+    """Create the indexes a service relies on that do not exist yet (looked up by name).
+
+    Asking only for the missing ones keeps a restart cheap, and sidesteps a FerretDB v1 panic
+    on `createIndexes` with several indexes that all exist already.
+    """
     for spec in specs:
-        if spec.indexes:
-            await db[spec.collection].create_indexes(list(spec.indexes))
+        collection = db[spec.collection]
+        existing = {index["name"] async for index in await collection.list_indexes()}
+        missing = [index for index in spec.indexes if index.document["name"] not in existing]
+        if missing:
+            await collection.create_indexes(missing)
 
 
 async def ping(client: AsyncMongoClient[Document]) -> None:
