@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -30,7 +31,7 @@ from tenacity import AsyncRetrying, stop_after_delay, wait_exponential_jitter
 from hirestream.shared.events.envelope import CloudEvent, EventType
 from hirestream.shared.logging import configure_logging
 from hirestream.shared.messaging.broker import kafka_security, make_broker
-from hirestream.shared.messaging.outbox import OutboxRelay
+from hirestream.shared.messaging.outbox import OutboxRelay, OutboxTiming
 from hirestream.shared.settings import ServiceSettings, load_settings
 from hirestream.shared.storage.mongo import (
     CollectionIndexes,
@@ -87,7 +88,8 @@ class ServiceRuntime:
             )
 
     def outbox_relay(self, collection: AsyncCollection[Document]) -> OutboxRelay:
-        relay = OutboxRelay(collection, self._publish)
+        timing = OutboxTiming(lease=timedelta(seconds=self.settings.outbox_lease_s))
+        relay = OutboxRelay(collection, self._publish, timing)
         self.relays.append(relay)
         return relay
 

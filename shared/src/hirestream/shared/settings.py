@@ -71,6 +71,9 @@ class ServiceSettings(BaseSettings):
     # How long a graceful shutdown may take before in-flight work is abandoned (seconds).
     # Kubernetes' terminationGracePeriodSeconds must be longer than this.
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    # How long an outbox relay's claim on a document holds. A relay that died holding one is
+    # overtaken by the sweep after this; longer than any publish should take.
+    outbox_lease_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _jwt_key_source(self) -> ServiceSettings:
