@@ -1,10 +1,251 @@
-"""The applications HTTP API. The apply and status routes arrive with the applications work
-(issue 4); until then the service serves health, readiness, metrics and its documents."""
+"""The applications HTTP API: apply, read, list, and move through the status workflow."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hirestream.applications.domain import (
+    Application,
+    ApplicationForm,
+    IllegalMove,
+    Party,
+    PostingNotOpen,
+    WrongParty,
+)
+from hirestream.applications.store import (
+    ApplicationStore,
+    DuplicateApplication,
+    PostingReadModel,
+)
+from hirestream.shared.events.applications import (
+    APPLICATION_STATUS_CHANGED,
+    APPLICATION_SUBMITTED,
+    ApplicationStatus,
+)
+from hirestream.shared.events.types import utc_now
+from hirestream.shared.messaging.outbox import OutboxRelay
+from hirestream.shared.storage.mongo import Document
+from hirestream.shared.storage.pagination import InvalidCursor
+from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
+from hirestream.shared.web.problems import Problem
+
+Candidate = Annotated[Principal, require_role(Role.CANDIDATE)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retrying with the same key returns the first response",
+    ),
+]
+# How often a status change retries when a concurrent change moved the version under it.
+MOVE_ATTEMPTS = 3
 
 
-def applications_router() -> APIRouter:
-    return APIRouter(tags=["applications"])
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        401: "no valid token",
+        403: "the caller's role may not do this",
+        404: "no such application or posting visible to the caller",
+        409: "closed posting, duplicate application, or an illegal move (allowed ones named)",
+        422: "invalid fields, or an Idempotency-Key reused for a different request",
+    }
+    return {code: {"description": described[code]} for code in codes}
+
+
+class ApplicationPage(BaseModel):
+    items: list[Application]
+    next_cursor: str | None
+
+
+class StatusRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_status: ApplicationStatus
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+def request_fingerprint(posting_id: str, form: ApplicationForm) -> str:
+    canonical = json.dumps(
+        {"posting_id": posting_id, "form": form.model_dump(mode="json")}, sort_keys=True
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def replay(document: Document, fingerprint: str) -> JSONResponse:
+    """The first response to a request, again; or 422 if the key now names another request."""
+    first = document["idempotency"]
+    if first["request_hash"] != fingerprint:
+        raise Problem(422, "this Idempotency-Key was used for a different request")
+    return JSONResponse(
+        first["body"],
+        status_code=first["status"],
+        headers={"Location": f"/applications/{document['_id']}", "Idempotent-Replayed": "true"},
+    )
+
+
+def visible_to(application: Application, caller: Principal) -> bool:
+    return (
+        caller.is_admin
+        or (caller.role is Role.CANDIDATE and caller.user_id == application.candidate.candidate_id)
+        or (caller.role is Role.EMPLOYER and caller.org == application.org)
+    )
+
+
+def applications_router(
+    store: ApplicationStore, postings: PostingReadModel, relay: OutboxRelay, *, source: str
+) -> APIRouter:
+    router = APIRouter(tags=["applications"])
+
+    async def load_visible(application_id: str, caller: Principal) -> Application:
+        application = await store.get(application_id)
+        # Someone else's application is "not found": its existence is not the caller's business.
+        if application is None or not visible_to(application, caller):
+            raise Problem(404, f"application {application_id} does not exist")
+        return application
+
+    @router.post(
+        "/postings/{posting_id}/applications",
+        status_code=201,
+        summary="Apply to an open posting (candidate); application.submitted follows",
+        responses=_responses(401, 403, 404, 409, 422),
+        response_model=Application,
+    )
+    async def apply(
+        posting_id: str,
+        form: ApplicationForm,
+        candidate: Candidate,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        fingerprint = request_fingerprint(posting_id, form)
+        if idempotency_key:
+            prior = await store.find_by_idempotency_key(candidate.user_id, idempotency_key)
+            if prior is not None:
+                return replay(prior, fingerprint)
+        posting = await postings.get(posting_id)
+        if posting is None:
+            raise Problem(404, f"posting {posting_id} does not exist")
+        try:
+            application, submitted = Application.submit(
+                form,
+                application_id=store.new_id(),
+                candidate_id=candidate.user_id,
+                posting=posting,
+                now=utc_now(),
+            )
+        except PostingNotOpen as error:
+            raise Problem(409, "the posting is closed") from error
+        event = APPLICATION_SUBMITTED.new(
+            submitted, source=source, correlation_id=request.state.correlation_id
+        )
+        body = application.model_dump(mode="json")
+        idempotency = (
+            {"key": idempotency_key, "request_hash": fingerprint, "status": 201, "body": body}
+            if idempotency_key
+            else None
+        )
+        try:
+            await store.insert(application, [event], idempotency=idempotency)
+        except DuplicateApplication as error:
+            existing = await store.find_for(candidate.user_id, posting_id)
+            if existing is None:  # withdrawn and erased meanwhile: let the client retry
+                raise Problem(409, "a concurrent application; try again") from error
+            first = existing.get("idempotency") or {}
+            if idempotency_key and first.get("key") == idempotency_key:
+                return replay(existing, fingerprint)  # a concurrent retry of this request
+            raise Problem(
+                409,
+                f"you already applied to this posting: application {existing['_id']}",
+                application_id=str(existing["_id"]),
+            ) from error
+        relay.notify(application.application_id)
+        return JSONResponse(
+            body,
+            status_code=201,
+            headers={"Location": f"/applications/{application.application_id}"},
+        )
+
+    @router.get(
+        "/applications/{application_id}",
+        summary="One application (its candidate, the posting's employer, or admin)",
+        responses=_responses(401, 404),
+    )
+    async def get_application(application_id: str, caller: Authenticated) -> Application:
+        return await load_visible(application_id, caller)
+
+    @router.get(
+        "/applications",
+        summary="Applications newest first: a candidate's own, an employer's org's, or all",
+        responses=_responses(401, 422),
+    )
+    async def list_applications(
+        caller: Authenticated,
+        posting_id: Annotated[str | None, Query(max_length=64)] = None,
+        status: ApplicationStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> ApplicationPage:
+        scope: dict[str, str | None] = {}
+        if caller.role is Role.CANDIDATE:
+            scope["candidate_id"] = caller.user_id
+        elif caller.role is Role.EMPLOYER:
+            scope["org"] = caller.org
+        try:
+            items, next_cursor = await store.list(
+                **scope, posting_id=posting_id, status=status, limit=limit, cursor=cursor
+            )
+        except InvalidCursor as error:
+            raise Problem(422, "cursor is not one this service returned") from error
+        return ApplicationPage(items=items, next_cursor=next_cursor)
+
+    @router.post(
+        "/applications/{application_id}/status",
+        summary="Move an application; application.status_changed follows",
+        responses=_responses(401, 403, 404, 409, 422),
+    )
+    async def change_status(
+        application_id: str, body: StatusRequest, caller: Authenticated, request: Request
+    ) -> Application:
+        for _ in range(MOVE_ATTEMPTS):
+            application = await load_visible(application_id, caller)
+            party = Party.CANDIDATE if caller.role is Role.CANDIDATE else Party.EMPLOYER
+            try:
+                moved, changed = application.move(
+                    body.to_status,
+                    by=party,
+                    user_id=caller.user_id,
+                    reason=body.reason,
+                    now=utc_now(),
+                )
+            except WrongParty as error:
+                raise Problem(403, str(error)) from error
+            except IllegalMove as error:
+                allowed = [str(status) for status in error.allowed]
+                raise Problem(
+                    409,
+                    f"{error.current} cannot move to {error.target}; "
+                    f"allowed: {', '.join(allowed) or 'none (final status)'}",
+                    allowed_moves=allowed,
+                ) from error
+            event = APPLICATION_STATUS_CHANGED.new(
+                changed, source=source, correlation_id=request.state.correlation_id
+            )
+            if await store.replace_version(
+                moved, expected_version=application.version, events=[event]
+            ):
+                relay.notify(application_id)
+                return moved
+        raise Problem(
+            409, "the application keeps changing; try again", headers={"Retry-After": "1"}
+        )
+
+    return router

@@ -6,7 +6,17 @@ from fastapi import FastAPI
 
 from hirestream.applications.api import applications_router
 from hirestream.applications.consumers import register_consumers
-from hirestream.applications.store import INDEXES, POSTINGS_VIEW, PostingReadModel
+from hirestream.applications.store import (
+    APPLICATIONS,
+    INDEXES,
+    POSTINGS_VIEW,
+    ApplicationStore,
+    PostingReadModel,
+)
+from hirestream.shared.events.applications import (
+    APPLICATION_STATUS_CHANGED,
+    APPLICATION_SUBMITTED,
+)
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
 from hirestream.shared.runtime import ServiceRuntime
 from hirestream.shared.settings import DatabaseName, Port, ServiceSettings
@@ -21,11 +31,16 @@ def create_app(settings: ApplicationsSettings) -> FastAPI:
     runtime = ServiceRuntime(
         settings,
         name="applications",
+        published=[APPLICATION_SUBMITTED, APPLICATION_STATUS_CHANGED],
         consumed=[POSTING_CREATED, POSTING_UPDATED, POSTING_CLOSED],
         indexes=INDEXES,
     )
-    register_consumers(runtime.broker, PostingReadModel(runtime.db[POSTINGS_VIEW]))
+    read_model = PostingReadModel(runtime.db[POSTINGS_VIEW])
+    register_consumers(runtime.broker, read_model)
+    store = ApplicationStore(runtime.db[APPLICATIONS])
+    relay = runtime.outbox_relay(store.collection)
     return runtime.http_app(
-        [applications_router()],
-        description="Applications to postings; keeps a read model of postings from events.",
+        [applications_router(store, read_model, relay, source=runtime.source)],
+        description="Applications to postings and their status workflow; publishes "
+        "application.*; keeps a read model of postings from posting.* events.",
     )

@@ -1,21 +1,40 @@
 """Applications: the rules of this service, pure (no I/O, no framework imports).
 
-So far: the postings read model. This service never calls postings over HTTP; it knows a
-posting only from `posting.*` events, and keeps the newest version it has seen of each.
+- The status workflow: which moves exist and who may make them.
+- The match score of a candidate's skills against a posting's.
+- The postings read model: this service never calls postings over HTTP; it knows a posting
+  only from `posting.*` events and keeps the newest version it has seen of each.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+)
 
+from hirestream.shared.events.applications import (
+    ApplicationStatus,
+    ApplicationStatusChanged,
+    ApplicationSubmitted,
+    Candidate,
+    Match,
+)
 from hirestream.shared.events.postings import (
     CloseReason,
     PostingClosed,
     PostingSnapshot,
     PostingStatus,
 )
+from hirestream.shared.events.types import UtcDateTime, normalised_skills
 
 
 class PostingView(BaseModel):
@@ -65,3 +84,196 @@ class PostingView(BaseModel):
     def fields_to_store(self) -> dict[str, object]:
         """Only the fields this change knows: a closing must not erase the title it lacks."""
         return self.model_dump(mode="python", exclude_none=True, exclude={"posting_id"})
+
+
+# ---------------------------------------------------------------------------- the workflow
+
+
+class Party(StrEnum):
+    """Who may make a move: the posting's employer (or an admin), or the candidate."""
+
+    EMPLOYER = "employer"
+    CANDIDATE = "candidate"
+
+
+S = ApplicationStatus
+FINAL = frozenset({S.HIRED, S.REJECTED, S.WITHDRAWN})
+FORWARD = {
+    S.SUBMITTED: S.SCREENING,
+    S.SCREENING: S.INTERVIEW,
+    S.INTERVIEW: S.OFFER,
+    S.OFFER: S.HIRED,
+}
+
+
+def allowed_moves(current: ApplicationStatus) -> dict[ApplicationStatus, Party]:
+    """Every move out of `current`, and the party that may make it. None out of a final one."""
+    if current in FINAL:
+        return {}
+    return {
+        FORWARD[current]: Party.EMPLOYER,
+        S.REJECTED: Party.EMPLOYER,
+        S.WITHDRAWN: Party.CANDIDATE,
+    }
+
+
+class IllegalMove(Exception):
+    def __init__(self, current: ApplicationStatus, target: ApplicationStatus) -> None:
+        self.current = current
+        self.target = target
+        self.allowed = sorted(allowed_moves(current))
+        super().__init__(f"{current} cannot move to {target}")
+
+
+class WrongParty(Exception):
+    def __init__(self, target: ApplicationStatus, needed: Party) -> None:
+        self.target = target
+        self.needed = needed
+        super().__init__(f"only the {needed} may move an application to {target}")
+
+
+def party_for(target: ApplicationStatus) -> Party:
+    """Who may move an application to `target`: candidates only withdraw."""
+    return Party.CANDIDATE if target is S.WITHDRAWN else Party.EMPLOYER
+
+
+# ----------------------------------------------------------------------------- match score
+
+
+def match_skills(candidate_skills: list[str], posting_skills: list[str]) -> Match:
+    """How well the candidate covers the skills the posting asks for.
+
+    score = |posting skills the candidate has| / |posting skills|, rounded to 3 places;
+    1.0 when the posting names no skills. Skills compare after normalisation (lowercase,
+    trimmed), so "Python " matches "python". Extra candidate skills neither help nor hurt.
+    """
+    have = set(normalised_skills(candidate_skills))
+    wanted = normalised_skills(posting_skills)
+    matched = [skill for skill in wanted if skill in have]
+    missing = [skill for skill in wanted if skill not in have]
+    score = round(len(matched) / len(wanted), 3) if wanted else 1.0
+    return Match(score=score, matched_skills=matched, missing_skills=missing)
+
+
+# ----------------------------------------------------------------------------- applications
+
+
+class ApplicationForm(BaseModel):
+    """What a candidate sends: the body of `POST /postings/{posting_id}/applications`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    resume_url: HttpUrl
+    skills: Annotated[list[str], Field(max_length=50), AfterValidator(normalised_skills)] = Field(
+        default_factory=list
+    )
+    cover_letter: str | None = Field(default=None, max_length=10_000)
+
+
+class PostingNotOpen(Exception):
+    """The posting is closed (or known only from its closing): applications are refused."""
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    from_status: ApplicationStatus
+    to_status: ApplicationStatus
+    changed_by: str
+    reason: str | None = None
+    changed_at: UtcDateTime
+
+
+class Application(BaseModel):
+    """One candidate's application to one posting. `version` counts its changes from 1."""
+
+    model_config = ConfigDict(frozen=True)
+
+    application_id: str
+    posting_id: str
+    org: str
+    candidate: Candidate
+    resume_url: str
+    cover_letter: str | None = None
+    skills: list[str]
+    match: Match
+    status: ApplicationStatus
+    version: int = Field(ge=1)
+    submitted_at: UtcDateTime
+    updated_at: UtcDateTime
+    history: list[StatusChange] = Field(default_factory=list)
+
+    @classmethod
+    def submit(
+        cls,
+        form: ApplicationForm,
+        *,
+        application_id: str,
+        candidate_id: str,
+        posting: PostingView,
+        now: datetime,
+    ) -> tuple[Application, ApplicationSubmitted]:
+        if posting.status is not PostingStatus.OPEN:
+            raise PostingNotOpen(posting.posting_id)
+        application = cls(
+            application_id=application_id,
+            posting_id=posting.posting_id,
+            org=posting.org,
+            candidate=Candidate(candidate_id=candidate_id, name=form.name, email=form.email),
+            resume_url=str(form.resume_url),
+            cover_letter=form.cover_letter,
+            skills=form.skills,
+            match=match_skills(form.skills, posting.skills or []),
+            status=ApplicationStatus.SUBMITTED,
+            version=1,
+            submitted_at=now,
+            updated_at=now,
+        )
+        return application, ApplicationSubmitted.model_validate(application.model_dump())
+
+    def move(
+        self,
+        target: ApplicationStatus,
+        *,
+        by: Party,
+        user_id: str,
+        reason: str | None,
+        now: datetime,
+    ) -> tuple[Application, ApplicationStatusChanged]:
+        """The next state: WrongParty (403) before IllegalMove (409), so a candidate learns
+        only that they may withdraw, not the employer's pipeline."""
+        needed = party_for(target)
+        if by is not needed:
+            raise WrongParty(target, needed)
+        if target not in allowed_moves(self.status):
+            raise IllegalMove(self.status, target)
+        change = StatusChange(
+            from_status=self.status,
+            to_status=target,
+            changed_by=user_id,
+            reason=reason,
+            changed_at=now,
+        )
+        moved = self.model_copy(
+            update={
+                "status": target,
+                "version": self.version + 1,
+                "updated_at": now,
+                "history": [*self.history, change],
+            }
+        )
+        event = ApplicationStatusChanged(
+            application_id=self.application_id,
+            posting_id=self.posting_id,
+            org=self.org,
+            candidate_id=self.candidate.candidate_id,
+            from_status=self.status,
+            to_status=target,
+            reason=reason,
+            changed_by=user_id,
+            version=moved.version,
+            changed_at=now,
+        )
+        return moved, event

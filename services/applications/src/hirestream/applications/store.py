@@ -1,17 +1,168 @@
-"""Storage of the applications service: the postings read model (applications come later)."""
+"""Storage of the applications service: applications (with their outbox) and the postings
+read model.
+
+Indexes of `applications` and what each serves:
+- `one_per_candidate_and_posting` (candidate.candidate_id, posting_id), unique: the duplicate
+  guard. Concurrent identical applications race on it, and exactly one insert wins;
+- `candidate_newest` (candidate.candidate_id, submitted_at, _id): a candidate's list, and the
+  Idempotency-Key lookup together with `idempotency_key`;
+- `org_newest` (org, posting_id, status, submitted_at): an employer's lists and filters;
+- `newest` (submitted_at, _id): an admin's list;
+- `outbox_due`: the outbox sweep.
+"""
 
 from __future__ import annotations
 
-from pymongo import IndexModel
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from hirestream.applications.domain import PostingView
+from hirestream.applications.domain import Application, PostingView
+from hirestream.shared.events.applications import ApplicationStatus
+from hirestream.shared.events.envelope import CloudEvent
+from hirestream.shared.messaging.outbox import (
+    OUTBOX_INDEX,
+    append_outbox_update,
+    new_outbox_fields,
+)
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
+from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
+APPLICATIONS = "applications"
 POSTINGS_VIEW = "postings_view"
+CANDIDATE_ID = "candidate.candidate_id"
+NEWEST = newest_first("submitted_at")
 
-INDEXES = [CollectionIndexes(POSTINGS_VIEW, [IndexModel([("org", 1)], name="org")])]
+INDEXES = [
+    CollectionIndexes(
+        APPLICATIONS,
+        [
+            IndexModel(
+                [(CANDIDATE_ID, 1), ("posting_id", 1)],
+                name="one_per_candidate_and_posting",
+                unique=True,
+            ),
+            IndexModel([(CANDIDATE_ID, 1), *NEWEST], name="candidate_newest"),
+            IndexModel(
+                [("org", 1), ("posting_id", 1), ("status", 1), ("submitted_at", DESCENDING)],
+                name="org_newest",
+            ),
+            IndexModel(NEWEST, name="newest"),
+            IndexModel(OUTBOX_INDEX, name="outbox_due"),
+        ],
+    ),
+    CollectionIndexes(POSTINGS_VIEW, [IndexModel([("org", 1)], name="org")]),
+]
+
+_INTERNAL = ("_id", "outbox", "outbox_due_at", "outbox_claim", "idempotency")
+
+
+class DuplicateApplication(Exception):
+    """The candidate already applied to this posting."""
+
+
+def _object_id(application_id: str) -> ObjectId | None:
+    try:
+        return ObjectId(application_id)
+    except (InvalidId, TypeError):
+        return None
+
+
+def _to_application(document: Document) -> Application:
+    fields = {name: value for name, value in document.items() if name not in _INTERNAL}
+    return Application.model_validate({**fields, "application_id": str(document["_id"])})
+
+
+class ApplicationStore:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    @staticmethod
+    def new_id() -> str:
+        return str(ObjectId())
+
+    async def insert(
+        self,
+        application: Application,
+        events: list[CloudEvent[Any]],
+        *,
+        idempotency: Document | None = None,
+    ) -> None:
+        """Store a new application, its events and (when the request carried an
+        Idempotency-Key) the key, a hash of the request and the response given, all in one
+        single-document write. DuplicateApplication if the candidate already applied."""
+        document = {
+            "_id": ObjectId(application.application_id),
+            **application.model_dump(mode="python", exclude={"application_id"}),
+            **new_outbox_fields(events),
+            "idempotency": idempotency,
+        }
+        try:
+            await self.collection.insert_one(document)
+        except DuplicateKeyError as error:
+            raise DuplicateApplication(application.posting_id) from error
+
+    async def get(self, application_id: str) -> Application | None:
+        object_id = _object_id(application_id)
+        if object_id is None:
+            return None
+        document = await self.collection.find_one({"_id": object_id})
+        return _to_application(document) if document else None
+
+    async def find_for(self, candidate_id: str, posting_id: str) -> Document | None:
+        """The candidate's application to the posting, with its idempotency record."""
+        return await self.collection.find_one(
+            {CANDIDATE_ID: candidate_id, "posting_id": posting_id}
+        )
+
+    async def find_by_idempotency_key(self, candidate_id: str, key: str) -> Document | None:
+        return await self.collection.find_one({CANDIDATE_ID: candidate_id, "idempotency.key": key})
+
+    async def replace_version(
+        self, application: Application, *, expected_version: int, events: list[CloudEvent[Any]]
+    ) -> bool:
+        """Store the next version only if the stored one is still `expected_version`."""
+        outbox = append_outbox_update(events)
+        fields = application.model_dump(mode="python", exclude={"application_id"})
+        result = await self.collection.update_one(
+            {"_id": ObjectId(application.application_id), "version": expected_version},
+            {"$set": {**fields, **outbox["$set"]}, "$push": outbox["$push"]},
+        )
+        return result.modified_count == 1
+
+    async def list(
+        self,
+        *,
+        candidate_id: str | None = None,
+        org: str | None = None,
+        posting_id: str | None = None,
+        status: ApplicationStatus | None = None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[Application], str | None]:
+        query: Document = {}
+        if candidate_id is not None:
+            query[CANDIDATE_ID] = candidate_id
+        if org is not None:
+            query["org"] = org
+        if posting_id is not None:
+            query["posting_id"] = posting_id
+        if status is not None:
+            query["status"] = status.value
+        if cursor:
+            query.update(after_cursor("submitted_at", cursor))
+        documents = (
+            await self.collection.find(query, projection={"outbox": 0})
+            .sort(NEWEST)
+            .limit(limit + 1)
+            .to_list()
+        )
+        page, next_cursor = page_of(documents, limit, "submitted_at")
+        return [_to_application(document) for document in page], next_cursor
 
 
 class PostingReadModel:

@@ -14,7 +14,7 @@ from hirestream.postings.domain import (
     PostingIsClosed,
     PostingSearch,
 )
-from hirestream.postings.store import InvalidCursor, PostingStore
+from hirestream.postings.store import PostingStore
 from hirestream.shared.events.postings import (
     POSTING_CLOSED,
     POSTING_CREATED,
@@ -27,6 +27,7 @@ from hirestream.shared.events.postings import (
 )
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.outbox import OutboxRelay
+from hirestream.shared.storage.pagination import InvalidCursor
 from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
 from hirestream.shared.web.problems import Problem
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +16,7 @@ from pydantic import (
     EmailStr,
     Field,
     NonNegativeInt,
+    field_validator,
     model_validator,
 )
 from pydantic_extra_types.country import CountryAlpha2
@@ -32,16 +33,15 @@ from hirestream.shared.events.postings import (
     Seniority,
     Workplace,
 )
-from hirestream.shared.events.types import UtcDateTime
+from hirestream.shared.events.types import UtcDateTime, normalised_skills
 
 MAX_SKILLS = 30
 MAX_SKILL_LENGTH = 40
 
 
 def normalise_skills(skills: list[str]) -> list[str]:
-    """Lowercase, trimmed, inner spaces collapsed, empty ones dropped, first occurrence kept."""
-    cleaned = (" ".join(skill.split()).lower() for skill in skills)
-    unique = list(dict.fromkeys(skill for skill in cleaned if skill))
+    """Normalised as the contract says, and bounded in number and length."""
+    unique = normalised_skills(skills)
     if len(unique) > MAX_SKILLS:
         raise ValueError(f"at most {MAX_SKILLS} distinct skills")
     too_long = [skill for skill in unique if len(skill) > MAX_SKILL_LENGTH]
@@ -111,17 +111,26 @@ class PostingChanges(_Input):
     salary: Salary | None = None
     contact_email: EmailStr | None = None
 
-    REMOVABLE: ClassVar[frozenset[str]] = frozenset({"salary", "contact_email"})
+    @field_validator(
+        "title",
+        "company",
+        "description",
+        "location",
+        "workplace",
+        "employment_type",
+        "seniority",
+        "skills",
+    )
+    @classmethod
+    def _not_removable(cls, value: object) -> object:
+        # Runs only for fields the request names: null may remove an optional field
+        # (salary, contact_email) but not one every posting needs.
+        if value is None:
+            raise ValueError("cannot be null: every posting has it")
+        return value
 
     @model_validator(mode="after")
-    def _required_fields_are_not_removed(self) -> PostingChanges:
-        removed = [
-            name
-            for name in self.model_fields_set
-            if getattr(self, name) is None and name not in self.REMOVABLE
-        ]
-        if removed:
-            raise ValueError(f"{', '.join(sorted(removed))} cannot be null")
+    def _changes_something(self) -> PostingChanges:
         if not self.model_fields_set:
             raise ValueError("name at least one field to change")
         return self
@@ -184,10 +193,14 @@ class Posting(PostingDraft):
         )
         if draft == PostingDraft.model_validate(self.model_dump(include=_DRAFT_FIELDS)):
             return self, None
-        changed = self.model_copy(
-            update={**draft.model_dump(), "version": self.version + 1, "updated_at": now}
+        changed = Posting.model_validate(
+            {
+                **self.model_dump(),
+                **draft.model_dump(),
+                "version": self.version + 1,
+                "updated_at": now,
+            }
         )
-        changed = Posting.model_validate(changed.model_dump())
         return changed, PostingUpdated.model_validate(changed.model_dump())
 
     def close(self, reason: CloseReason, *, now: datetime) -> tuple[Posting, PostingClosed]:

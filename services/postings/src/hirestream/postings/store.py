@@ -20,10 +20,6 @@ indexes less, which is one more reason the benchmarks say which server they ran 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -39,9 +35,10 @@ from hirestream.shared.messaging.outbox import (
     new_outbox_fields,
 )
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
+from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
 COLLECTION = "postings"
-NEWEST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+NEWEST = newest_first("created_at")
 
 INDEXES = [
     CollectionIndexes(
@@ -63,10 +60,6 @@ INDEXES = [
 
 # Fields that are the store's own business and never leave it.
 _INTERNAL = ("_id", "outbox", "outbox_due_at", "outbox_claim", "search_tokens", "city_key")
-
-
-class InvalidCursor(ValueError):
-    """The cursor was not made by this service."""
 
 
 def _object_id(posting_id: str) -> ObjectId | None:
@@ -124,27 +117,18 @@ class PostingStore:
     async def search(
         self, search: PostingSearch, *, limit: int, cursor: str | None
     ) -> tuple[list[Posting], str | None]:
-        """One page, newest first, and the cursor of the next page (None on the last).
-
-        The cursor is the position after the last item (its creation time and id), not an
-        offset, so postings created meanwhile neither shift nor repeat later pages.
-        """
+        """One page, newest first, and the cursor of the next page (None on the last)."""
         query = _query(search)
         if cursor:
-            created_at, last_id = _decode_cursor(cursor)
-            query["$or"] = [
-                {"created_at": {"$lt": created_at}},
-                {"created_at": created_at, "_id": {"$lt": last_id}},
-            ]
+            query.update(after_cursor("created_at", cursor))
         documents = (
             await self.collection.find(query, projection={"outbox": 0, "search_tokens": 0})
             .sort(NEWEST)
             .limit(limit + 1)
             .to_list()
         )
-        page = [_to_posting(document) for document in documents[:limit]]
-        more = len(documents) > limit
-        return page, (_encode_cursor(documents[limit - 1]) if more else None)
+        page, next_cursor = page_of(documents, limit, "created_at")
+        return [_to_posting(document) for document in page], next_cursor
 
 
 def _query(search: PostingSearch) -> Document:
@@ -164,22 +148,6 @@ def _query(search: PostingSearch) -> Document:
     if search.min_salary is not None:
         query["salary.max"] = {"$gte": search.min_salary}
     return query
-
-
-def _encode_cursor(document: Document) -> str:
-    created_at: datetime = document["created_at"]
-    position = {"t": int(created_at.timestamp() * 1000), "id": str(document["_id"])}
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, ObjectId]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        position = json.loads(raw)
-        created_at = datetime.fromtimestamp(int(position["t"]) / 1000, tz=UTC)
-        return created_at, ObjectId(position["id"])
-    except (binascii.Error, ValueError, KeyError, TypeError, InvalidId) as error:
-        raise InvalidCursor(cursor) from error
 
 
 def _to_posting(document: Document) -> Posting:

@@ -11,10 +11,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hirestream.shared.events.applications import (
+    APPLICATION_STATUS_CHANGED,
+    APPLICATION_SUBMITTED,
+)
 from hirestream.shared.events.envelope import EventType
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
 
-EVENT_TYPES: tuple[EventType[Any], ...] = (POSTING_CREATED, POSTING_UPDATED, POSTING_CLOSED)
+EVENT_TYPES: tuple[EventType[Any], ...] = (
+    POSTING_CREATED,
+    POSTING_UPDATED,
+    POSTING_CLOSED,
+    APPLICATION_SUBMITTED,
+    APPLICATION_STATUS_CHANGED,
+)
 
 BY_NAME = {event_type.name: event_type for event_type in EVENT_TYPES}
 

@@ -29,3 +29,10 @@ UtcDateTime = Annotated[
 def utc_now() -> datetime:
     """Now, in UTC, at the millisecond precision that MongoDB stores and events carry."""
     return _to_utc_ms(datetime.now(UTC))
+
+
+def normalised_skills(skills: list[str]) -> list[str]:
+    """Skills as events carry them (CONTRACT.md): lowercase, trimmed, inner spaces collapsed,
+    empty ones dropped, first occurrence kept."""
+    cleaned = (" ".join(skill.split()).lower() for skill in skills)
+    return list(dict.fromkeys(skill for skill in cleaned if skill))
