@@ -24,27 +24,24 @@ GROUP_ID = "applications.postings-read-model"
 log = structlog.get_logger(__name__)
 
 
+POSTING_EVENTS = (POSTING_CREATED, POSTING_UPDATED, POSTING_CLOSED)
+
+
+def posting_view_of(event: CloudEvent[Any]) -> PostingView:
+    """What a `posting.*` event says about a posting, for the read model."""
+    data: PostingSnapshot | PostingClosed = event.data
+    if isinstance(data, PostingClosed):
+        return PostingView.from_closed(data)
+    return PostingView.from_snapshot(data)
+
+
 def register_consumers(broker: KafkaBroker, read_model: PostingReadModel) -> None:
-    async def on_posting_changed(event: CloudEvent[Any]) -> None:
-        posting: PostingSnapshot = event.data
-        stored = await read_model.apply(PostingView.from_snapshot(posting))
+    async def on_posting_event(event: CloudEvent[Any]) -> None:
+        view = posting_view_of(event)
+        stored = await read_model.apply(view)
         log.info(
-            "read_model.posting",
-            posting_id=posting.posting_id,
-            version=posting.version,
-            stored=stored,
+            "read_model.posting", posting_id=view.posting_id, version=view.version, stored=stored
         )
 
-    async def on_posting_closed(event: CloudEvent[Any]) -> None:
-        closed: PostingClosed = event.data
-        stored = await read_model.apply(PostingView.from_closed(closed))
-        log.info(
-            "read_model.posting",
-            posting_id=closed.posting_id,
-            version=closed.version,
-            stored=stored,
-        )
-
-    subscribe(broker, POSTING_CREATED, group_id=GROUP_ID, handle=on_posting_changed)
-    subscribe(broker, POSTING_UPDATED, group_id=GROUP_ID, handle=on_posting_changed)
-    subscribe(broker, POSTING_CLOSED, group_id=GROUP_ID, handle=on_posting_closed)
+    for event_type in POSTING_EVENTS:
+        subscribe(broker, event_type, group_id=GROUP_ID, handle=on_posting_event)
