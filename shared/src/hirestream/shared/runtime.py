@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ log = structlog.get_logger(__name__)
 STARTUP_PATIENCE_S = 120
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 class ServiceRuntime:
@@ -175,14 +176,27 @@ class ServiceRuntime:
         result: dict[str, Any] = spec.to_specification().to_jsonable()
         return result
 
-    def http_app(self, routers: Iterable[APIRouter], *, description: str) -> FastAPI:
-        """The FastAPI application: the service's routes plus health, metrics and docs."""
+    def http_app(
+        self,
+        routers: Iterable[APIRouter],
+        *,
+        description: str,
+        extra_lifespan: Lifespan | None = None,
+    ) -> FastAPI:
+        """The FastAPI application: the service's routes plus health, metrics and docs.
+
+        `extra_lifespan` runs the service's own background work (inside the clients' life:
+        started after them, stopped before them)."""
 
         @asynccontextmanager
-        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await self.start()
             try:
-                yield
+                if extra_lifespan is None:
+                    yield
+                else:
+                    async with extra_lifespan(app):
+                        yield
             finally:
                 await self.stop()
 

@@ -1,27 +1,187 @@
-"""Event entrypoint of the notifications service."""
+"""Event entrypoint of the notifications service: who is told what, made exactly once.
+
+Each handler remembers what later events will need, asks the domain for the plan, and stores
+every planned notification under its deterministic id. A redelivered event finds them all
+stored and changes nothing; the offset is committed after the handler returns (at least once),
+so the effect is exactly once. In-app notifications are delivered by being stored; email and
+webhook ones are handed to the delivery worker.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from faststream.kafka import KafkaBroker
 
-from hirestream.notifications.domain import AnnouncedPosting
-from hirestream.notifications.store import AnnouncedPostingStore
-from hirestream.shared.events.envelope import CloudEvent
-from hirestream.shared.events.postings import POSTING_CREATED
+from hirestream.notifications.delivery import DeliveryWorker
+from hirestream.notifications.domain import (
+    ApplicationFacts,
+    PlannedNotification,
+    notification_id,
+    plan_application_submitted,
+    plan_posting_created,
+    plan_status_changed,
+)
+from hirestream.notifications.store import (
+    AlertStore,
+    FactStore,
+    NotificationStore,
+    PreferenceStore,
+    WebhookStore,
+)
+from hirestream.shared.events.applications import (
+    APPLICATION_STATUS_CHANGED,
+    APPLICATION_SUBMITTED,
+    ApplicationStatusChanged,
+    ApplicationSubmitted,
+)
+from hirestream.shared.events.envelope import CloudEvent, serialize
+from hirestream.shared.events.notifications import (
+    NOTIFICATION_DELIVERED,
+    Channel,
+    DeliveryOutcome,
+    NotificationDelivered,
+)
+from hirestream.shared.events.postings import POSTING_CREATED, PostingCreated
+from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.consuming import subscribe
+from hirestream.shared.messaging.outbox import OutboxRelay
 
-GROUP_ID = "notifications.postings"
+GROUP_ID = "notifications"
 
 log = structlog.get_logger(__name__)
 
 
-def register_consumers(broker: KafkaBroker, announced: AnnouncedPostingStore) -> None:
-    async def on_posting_created(event: CloudEvent[Any]) -> None:
-        posting = AnnouncedPosting.from_event(event.id, event.data)
-        new = await announced.record(posting)
-        log.info("posting.announced", posting_id=posting.posting_id, new=new)
+@dataclass
+class Notifier:
+    """Turns one event into its notifications, each stored once."""
 
-    subscribe(broker, POSTING_CREATED, group_id=GROUP_ID, handle=on_posting_created)
+    notifications: NotificationStore
+    preferences: PreferenceStore
+    alerts: AlertStore
+    webhooks: WebhookStore
+    facts: FactStore
+    relay: OutboxRelay
+    worker: DeliveryWorker
+    source: str
+
+    async def on_posting_created(self, event: CloudEvent[Any]) -> None:
+        posting: PostingCreated = event.data
+        await self.facts.remember_posting(event.id, posting)
+        matches = await self.alerts.matching(posting)
+        recipients = [f"user:{candidate_id}" for candidate_id, _ in matches]
+        preferences = await self.preferences.get_many(recipients)
+        plan = plan_posting_created(posting, matches, preferences)
+        await self._make(event, plan, org=posting.org)
+
+    async def on_application_submitted(self, event: CloudEvent[Any]) -> None:
+        application: ApplicationSubmitted = event.data
+        posting = await self.facts.posting(application.posting_id) or {}
+        await self.facts.remember_application(
+            ApplicationFacts(
+                application_id=application.application_id,
+                candidate_id=application.candidate.candidate_id,
+                candidate_name=application.candidate.name,
+                candidate_email=application.candidate.email,
+                posting_id=application.posting_id,
+                posting_title=posting.get("title"),
+                org=application.org,
+                contact_email=posting.get("contact_email"),
+            )
+        )
+        recipients = [f"user:{application.candidate.candidate_id}", f"org:{application.org}"]
+        plan = plan_application_submitted(
+            application,
+            posting.get("title"),
+            posting.get("contact_email"),
+            await self.preferences.get_many(recipients),
+        )
+        await self._make(event, plan, org=application.org)
+
+    async def on_status_changed(self, event: CloudEvent[Any]) -> None:
+        change: ApplicationStatusChanged = event.data
+        facts = await self.facts.application(change.application_id)
+        recipients = [f"user:{change.candidate_id}", f"org:{change.org}"]
+        plan = plan_status_changed(change, facts, await self.preferences.get_many(recipients))
+        await self._make(event, plan, org=change.org)
+
+    async def _make(
+        self, event: CloudEvent[Any], plan: Sequence[PlannedNotification], *, org: str
+    ) -> None:
+        made = 0
+        for planned in plan:
+            made += await self._store(event, planned)
+        for webhook in await self.webhooks.subscribed(event.type, org):
+            made += await self._store_webhook(event, webhook)
+        if made:
+            self.worker.wake()
+        log.info("notifications.made", kind=event.type, planned=len(plan), new=made)
+
+    def _base(self, event: CloudEvent[Any], recipient: str, channel: Channel) -> dict[str, Any]:
+        return {
+            "_id": notification_id(event.id, recipient, channel),
+            "recipient": recipient,
+            "channel": channel.value,
+            "kind": event.type,
+            "subject": event.subject,
+            "source_event_id": event.id,
+            "correlation_id": event.correlationid,
+            "created_at": utc_now(),
+        }
+
+    async def _store(self, event: CloudEvent[Any], planned: PlannedNotification) -> int:
+        document = {
+            **self._base(event, planned.recipient, planned.channel),
+            "title": planned.title,
+            "body": planned.body,
+        }
+        if planned.channel is Channel.IN_APP:
+            # Stored is delivered: the outcome event goes in the same write.
+            delivered = NOTIFICATION_DELIVERED.new(
+                NotificationDelivered(
+                    notification_id=document["_id"],
+                    channel=Channel.IN_APP,
+                    recipient=planned.recipient,
+                    kind=event.type,
+                    subject=event.subject,
+                    source_event_id=event.id,
+                    outcome=DeliveryOutcome.DELIVERED,
+                    attempts=1,
+                    at=document["created_at"],
+                ),
+                source=self.source,
+                correlation_id=event.correlationid,
+            )
+            created = await self.notifications.create(
+                {**document, "read": False, "status": DeliveryOutcome.DELIVERED.value}, [delivered]
+            )
+            if created:
+                self.relay.notify(document["_id"])
+            return int(created)
+        pending = {**document, "email": planned.email, "status": "pending", "attempts": []}
+        return int(await self.notifications.create({**pending, "delivery_due_at": utc_now()}, []))
+
+    async def _store_webhook(self, event: CloudEvent[Any], webhook: dict[str, Any]) -> int:
+        recipient = f"webhook:{webhook['_id']}"
+        document = {
+            **self._base(event, recipient, Channel.WEBHOOK),
+            "webhook_id": str(webhook["_id"]),
+            "payload": serialize(event).decode(),
+            "status": "pending",
+            "attempts": [],
+            "delivery_due_at": utc_now(),
+        }
+        return int(await self.notifications.create(document, []))
+
+
+def register_consumers(broker: KafkaBroker, notifier: Notifier) -> None:
+    subscribe(broker, POSTING_CREATED, group_id=GROUP_ID, handle=notifier.on_posting_created)
+    subscribe(
+        broker, APPLICATION_SUBMITTED, group_id=GROUP_ID, handle=notifier.on_application_submitted
+    )
+    subscribe(
+        broker, APPLICATION_STATUS_CHANGED, group_id=GROUP_ID, handle=notifier.on_status_changed
+    )

@@ -1,38 +1,364 @@
-"""Notifications: the rules of this service, pure (no I/O, no framework imports).
+"""Notifications: who is told what, on which channel, and what a job alert matches.
 
-So far: the postings this service has heard of, which job alerts will be matched against.
+Pure: no I/O and no framework imports. The event handlers ask this module for a plan (the
+notifications one event causes); the store makes each of them exactly once, keyed by
+`notification_id(event id, recipient, channel)`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import hmac
+import ipaddress
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, NonNegativeInt, field_validator
 
-from hirestream.shared.events.postings import PostingCreated
+from hirestream.shared.events.applications import (
+    ApplicationStatus,
+    ApplicationStatusChanged,
+    ApplicationSubmitted,
+)
+from hirestream.shared.events.notifications import Channel
+from hirestream.shared.events.postings import PostingCreated, Seniority, Workplace
+from hirestream.shared.events.types import UtcDateTime, normalised_skills
+
+POSTING_CREATED = "posting.created"
+APPLICATION_SUBMITTED = "application.submitted"
+APPLICATION_STATUS_CHANGED = "application.status_changed"
+EVENT_KINDS = (POSTING_CREATED, APPLICATION_SUBMITTED, APPLICATION_STATUS_CHANGED)
+
+_NAMESPACE = uuid.UUID("5d0c1c35-4f3a-4b7e-9a34-6c1f2e0b7a10")
 
 
-class AnnouncedPosting(BaseModel):
-    """A posting announced by `posting.created`, as recorded for alert matching."""
+def notification_id(event_id: str, recipient: str, channel: Channel) -> str:
+    """The same event, recipient and channel always give the same id: redelivery is a no-op."""
+    return str(uuid.uuid5(_NAMESPACE, f"{event_id}|{recipient}|{channel.value}"))
 
-    model_config = ConfigDict(frozen=True)
 
-    posting_id: str
-    org: str
-    title: str
-    skills: list[str]
-    version: int
-    announced_by_event: str
-    announced_at: datetime
+# --------------------------------------------------------------------------- recipients
 
+
+def user_recipient(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def org_recipient(org: str) -> str:
+    """An employer's inbox belongs to its org: every recruiter of the org shares it."""
+    return f"org:{org}"
+
+
+# ------------------------------------------------------------------------- preferences
+
+
+DEFAULT_CHANNELS: Mapping[str, frozenset[Channel]] = {
+    POSTING_CREATED: frozenset({Channel.IN_APP, Channel.EMAIL}),
+    APPLICATION_SUBMITTED: frozenset({Channel.IN_APP, Channel.EMAIL, Channel.WEBHOOK}),
+    APPLICATION_STATUS_CHANGED: frozenset({Channel.IN_APP, Channel.EMAIL, Channel.WEBHOOK}),
+}
+
+
+class Preferences(BaseModel):
+    """Per event kind, the channels a recipient wants. Kinds left out keep the defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: dict[str, list[Channel]] = Field(default_factory=dict)
+
+    @field_validator("channels")
     @classmethod
-    def from_event(cls, event_id: str, posting: PostingCreated) -> AnnouncedPosting:
-        return cls(
-            posting_id=posting.posting_id,
-            org=posting.org,
-            title=posting.title,
-            skills=posting.skills,
-            version=posting.version,
-            announced_by_event=event_id,
-            announced_at=posting.created_at,
+    def _known_kinds(cls, value: dict[str, list[Channel]]) -> dict[str, list[Channel]]:
+        unknown = sorted(set(value) - set(EVENT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown event kinds {unknown}; known: {list(EVENT_KINDS)}")
+        return {kind: sorted(set(channels)) for kind, channels in value.items()}
+
+    def wants(self, kind: str, channel: Channel) -> bool:
+        chosen = self.channels.get(kind)
+        return channel in (DEFAULT_CHANNELS.get(kind, frozenset()) if chosen is None else chosen)
+
+    def effective(self) -> dict[str, list[Channel]]:
+        return {
+            kind: sorted(self.channels.get(kind, DEFAULT_CHANNELS[kind])) for kind in EVENT_KINDS
+        }
+
+
+# ------------------------------------------------------------------------------ alerts
+
+
+class AlertCriteria(BaseModel):
+    """A saved job search: the body of `POST /alerts`. Every criterion given must hold."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    skills: list[str] = Field(default_factory=list, max_length=20)
+    q: str | None = Field(default=None, max_length=200)
+    city: str | None = Field(default=None, max_length=100)
+    country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
+    workplace: Workplace | None = None
+    seniority: Seniority | None = None
+    min_salary: NonNegativeInt | None = Field(default=None, description="minor units")
+    email: EmailStr | None = Field(default=None, description="where to email matches, if wanted")
+
+    @field_validator("skills")
+    @classmethod
+    def _normalise(cls, value: list[str]) -> list[str]:
+        return normalised_skills(value)
+
+    def keys(self) -> list[str]:
+        """Everything a matching posting must have, as index keys, most selective first."""
+        keys = [f"city:{self.city.casefold()}"] if self.city else []
+        keys += [f"skill:{skill}" for skill in self.skills]
+        keys += [f"word:{word}" for word in words(self.q or "")]
+        if self.country:
+            keys.append(f"country:{self.country.upper()}")
+        if self.seniority:
+            keys.append(f"seniority:{self.seniority.value}")
+        if self.workplace:
+            keys.append(f"workplace:{self.workplace.value}")
+        return keys
+
+    def anchor(self) -> str:
+        """The one key an alert is indexed under. A posting can only match alerts whose
+        anchor is among its own keys, so matching reads the alerts under the posting's few
+        dozen keys, never all alerts. Alerts without criteria match every posting."""
+        keys = self.keys()
+        return keys[0] if keys else MATCH_ALL
+
+    def matches(self, posting: PostingCreated) -> bool:
+        return set(self.keys()) <= set(posting_keys(posting)) and (
+            self.min_salary is None
+            or (posting.salary is not None and posting.salary.max >= self.min_salary)
         )
+
+
+MATCH_ALL = "*"
+
+_WORD = re.compile(r"[\w][\w+#.]*")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words, as the postings service splits them for its search."""
+    found = (word.rstrip(".").lower() for word in _WORD.findall(text))
+    return list(dict.fromkeys(word for word in found if word))
+
+
+def posting_keys(posting: PostingCreated) -> list[str]:
+    """The keys a posting offers to alerts (see `AlertCriteria.keys`)."""
+    text = " ".join([posting.title, posting.company, posting.description, *posting.skills])
+    keys = [f"city:{posting.location.city.casefold()}", f"country:{posting.location.country}"]
+    keys += [f"skill:{skill}" for skill in posting.skills]
+    keys += [f"word:{word}" for word in words(text)]
+    keys += [f"seniority:{posting.seniority.value}", f"workplace:{posting.workplace.value}"]
+    return list(dict.fromkeys(keys))
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class PlannedNotification:
+    """One notification to make: for one recipient, on one channel."""
+
+    recipient: str
+    channel: Channel
+    title: str
+    body: str
+    email: str | None = None  # the address, for the email channel
+
+
+@dataclass(frozen=True)
+class ApplicationFacts:
+    """What notifications remembers of an application (from application.submitted), so that
+    status changes can be told by email and to the right employer."""
+
+    application_id: str
+    candidate_id: str
+    candidate_name: str
+    candidate_email: str
+    posting_id: str
+    posting_title: str | None
+    org: str
+    contact_email: str | None
+
+
+def _channels(
+    recipient: str,
+    kind: str,
+    preferences: Mapping[str, Preferences],
+    *,
+    in_app: bool = True,
+    email: str | None = None,
+) -> list[tuple[Channel, str | None]]:
+    prefs = preferences.get(recipient, Preferences())
+    chosen: list[tuple[Channel, str | None]] = []
+    if in_app and prefs.wants(kind, Channel.IN_APP):
+        chosen.append((Channel.IN_APP, None))
+    if email and prefs.wants(kind, Channel.EMAIL):
+        chosen.append((Channel.EMAIL, email))
+    return chosen
+
+
+def plan_posting_created(
+    posting: PostingCreated,
+    matching_alerts: Iterable[tuple[str, str | None]],
+    preferences: Mapping[str, Preferences],
+) -> list[PlannedNotification]:
+    """Each candidate with a matching alert, once (several matching alerts: still once)."""
+    title = f"New job: {posting.title}"
+    body = f"{posting.company} is hiring in {posting.location.city} ({posting.workplace.value})."
+    by_candidate: dict[str, str | None] = {}
+    for candidate_id, email in matching_alerts:
+        by_candidate[candidate_id] = by_candidate.get(candidate_id) or email
+    return [
+        PlannedNotification(recipient, channel, title, body, address)
+        for candidate_id, email in by_candidate.items()
+        for recipient in [user_recipient(candidate_id)]
+        for channel, address in _channels(recipient, POSTING_CREATED, preferences, email=email)
+    ]
+
+
+def plan_application_submitted(
+    application: ApplicationSubmitted,
+    posting_title: str | None,
+    contact_email: str | None,
+    preferences: Mapping[str, Preferences],
+) -> list[PlannedNotification]:
+    """The candidate gets a confirmation; the posting's employer learns of a new applicant."""
+    about = posting_title or f"posting {application.posting_id}"
+    candidate = user_recipient(application.candidate.candidate_id)
+    employer = org_recipient(application.org)
+    planned = [
+        PlannedNotification(
+            candidate,
+            channel,
+            f"Application sent: {about}",
+            "We passed your application on to the employer.",
+            address,
+        )
+        for channel, address in _channels(
+            candidate, APPLICATION_SUBMITTED, preferences, email=application.candidate.email
+        )
+    ]
+    planned += [
+        PlannedNotification(
+            employer,
+            channel,
+            f"New applicant for {about}",
+            f"{application.candidate.name} applied (skills match {application.match.score:.0%}).",
+            address,
+        )
+        for channel, address in _channels(
+            employer, APPLICATION_SUBMITTED, preferences, email=contact_email
+        )
+    ]
+    return planned
+
+
+def plan_status_changed(
+    change: ApplicationStatusChanged,
+    facts: ApplicationFacts | None,
+    preferences: Mapping[str, Preferences],
+) -> list[PlannedNotification]:
+    """The candidate hears of every move; the employer hears when the candidate withdraws."""
+    about = (facts.posting_title if facts else None) or f"posting {change.posting_id}"
+    candidate = user_recipient(change.candidate_id)
+    planned = [
+        PlannedNotification(
+            candidate,
+            channel,
+            f"Your application for {about}: {change.to_status.value}",
+            f"Status changed from {change.from_status.value} to {change.to_status.value}.",
+            address,
+        )
+        for channel, address in _channels(
+            candidate,
+            APPLICATION_STATUS_CHANGED,
+            preferences,
+            email=facts.candidate_email if facts else None,
+        )
+    ]
+    if change.to_status is ApplicationStatus.WITHDRAWN:
+        employer = org_recipient(change.org)
+        name = facts.candidate_name if facts else "A candidate"
+        planned += [
+            PlannedNotification(
+                employer,
+                channel,
+                f"Application withdrawn: {about}",
+                f"{name} withdrew their application.",
+                address,
+            )
+            for channel, address in _channels(
+                employer,
+                APPLICATION_STATUS_CHANGED,
+                preferences,
+                email=facts.contact_email if facts else None,
+            )
+        ]
+    return planned
+
+
+# ---------------------------------------------------------------------------- webhooks
+
+
+SIGNATURE_HEADER = "X-Hirestream-Signature"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, as CONTRACT.md defines it."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+def forbidden_address(address: str) -> bool:
+    """Addresses a webhook must never reach unless private targets are allowed: loopback,
+    private ranges, link-local (cloud metadata at 169.254.169.254), and the like."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def backoff_s(attempt: int, *, initial_s: float, max_s: float, jitter: float) -> float:
+    """Exponential backoff with full jitter: a random wait in [0, min(max, initial·2^n)].
+    `jitter` is a number in [0, 1) from the caller's random source (kept out for tests)."""
+    return float(jitter * min(max_s, initial_s * 2 ** (attempt - 1)))
+
+
+class WebhookRegistration(BaseModel):
+    """The body of `POST /webhooks`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(min_length=8, max_length=2000)
+    event_types: list[str] = Field(min_length=1, max_length=10)
+    secret: str = Field(min_length=16, max_length=200)
+
+    @field_validator("event_types")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(EVENT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_KINDS)}")
+        return sorted(set(value))
+
+
+class NotificationView(BaseModel):
+    """An inbox item as `GET /notifications` shows it."""
+
+    notification_id: str
+    kind: str
+    subject: str
+    title: str
+    body: str
+    created_at: UtcDateTime
+    read: bool
+
+
+def inbox_recipient(role: str, user_id: str, org: str | None) -> str:
+    """Whose inbox a caller reads: an employer reads its org's, everyone else their own."""
+    return org_recipient(org) if role == "employer" and org else user_recipient(user_id)

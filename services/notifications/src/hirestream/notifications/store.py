@@ -1,32 +1,323 @@
-"""Storage of the notifications service: announced postings (inbox and alerts come later)."""
+"""Storage of the notifications service.
+
+Collections, their indexes, and what each index serves:
+- `notifications`: every notification, one document per (event, recipient, channel), its id
+  derived from those three so a redelivered event inserts nothing new. In-app ones form the
+  inbox (`inbox_newest`: recipient, channel, created_at, _id); email and webhook ones carry
+  their delivery state and attempts (`delivery_due`: the delivery worker's queue;
+  `webhook_newest`: a webhook's delivery log); all carry an outbox for
+  `notification.delivered` (`outbox_due`).
+- `preferences`: one document per recipient (`_id`).
+- `alerts`: saved searches; `anchor` (see domain.AlertCriteria.anchor) selects the few alerts a
+  posting can match; `candidate_newest` lists a candidate's alerts.
+- `webhooks`: registrations; `subscribed` (event_types, org) finds those an event goes to.
+- `announced_postings`, `applications_seen`: facts remembered from events (titles, contact
+  addresses) that later events lack.
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
-from hirestream.notifications.domain import AnnouncedPosting
+from hirestream.notifications.domain import (
+    MATCH_ALL,
+    AlertCriteria,
+    ApplicationFacts,
+    NotificationView,
+    Preferences,
+    WebhookRegistration,
+    posting_keys,
+)
+from hirestream.shared.events.envelope import CloudEvent
+from hirestream.shared.events.notifications import Channel
+from hirestream.shared.events.postings import PostingCreated
+from hirestream.shared.events.types import utc_now
+from hirestream.shared.messaging.outbox import (
+    OUTBOX_INDEX,
+    append_outbox_update,
+    new_outbox_fields,
+)
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
+from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
+NOTIFICATIONS = "notifications"
+PREFERENCES = "preferences"
+ALERTS = "alerts"
+WEBHOOKS = "webhooks"
 ANNOUNCED_POSTINGS = "announced_postings"
+APPLICATIONS_SEEN = "applications_seen"
+DUE = "delivery_due_at"
+NEWEST = newest_first("created_at")
 
-INDEXES: list[CollectionIndexes] = []
+INDEXES = [
+    CollectionIndexes(
+        NOTIFICATIONS,
+        [
+            IndexModel([("recipient", 1), ("channel", 1), *NEWEST], name="inbox_newest"),
+            IndexModel([(DUE, 1)], name="delivery_due"),
+            IndexModel([("webhook_id", 1), *NEWEST], name="webhook_newest"),
+            IndexModel(OUTBOX_INDEX, name="outbox_due"),
+        ],
+    ),
+    CollectionIndexes(
+        ALERTS,
+        [
+            IndexModel([("anchor", 1)], name="anchor"),
+            IndexModel([("candidate_id", 1), ("created_at", DESCENDING)], name="candidate_newest"),
+        ],
+    ),
+    CollectionIndexes(
+        WEBHOOKS,
+        [
+            IndexModel([("event_types", 1), ("org", 1)], name="subscribed"),
+            IndexModel([("owner", 1), ("created_at", DESCENDING)], name="owner_newest"),
+        ],
+    ),
+]
 
 
-class AnnouncedPostingStore:
+def _object_id(value: str) -> ObjectId | None:
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
+
+
+class NotificationStore:
+    """Notifications, the inbox, and the delivery queue of email and webhook ones."""
+
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
 
-    async def record(self, posting: AnnouncedPosting) -> bool:
-        """Record the announcement once; a redelivered event changes nothing. True if new."""
-        result = await self.collection.update_one(
+    async def create(self, document: Document, events: list[CloudEvent[Any]]) -> bool:
+        """Insert once; False when this notification exists already (a redelivered event)."""
+        try:
+            await self.collection.insert_one({**document, **new_outbox_fields(events)})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def inbox(
+        self, recipient: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[NotificationView], str | None]:
+        query: Document = {"recipient": recipient, "channel": Channel.IN_APP.value}
+        if cursor:
+            query.update(after_cursor("created_at", cursor))
+        documents = await self.collection.find(query).sort(NEWEST).limit(limit + 1).to_list()
+        page, next_cursor = page_of(documents, limit, "created_at")
+        return [
+            NotificationView.model_validate({**doc, "notification_id": doc["_id"]}) for doc in page
+        ], next_cursor
+
+    async def mark_read(self, recipient: str, notification_id: str) -> NotificationView | None:
+        document = await self.collection.find_one_and_update(
+            {"_id": notification_id, "recipient": recipient, "channel": Channel.IN_APP.value},
+            {"$set": {"read": True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            return None
+        return NotificationView.model_validate({**document, "notification_id": document["_id"]})
+
+    async def claim_due(self, *, now: datetime, lease: timedelta) -> Document | None:
+        """Take the next email or webhook delivery that is due, for `lease`."""
+        return await self.collection.find_one_and_update(
+            {DUE: {"$lte": now}},
+            {"$set": {DUE: now + lease}},
+            sort=[(DUE, 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def record_attempt(
+        self,
+        notification_id: str,
+        attempt: Document,
+        *,
+        retry_at: datetime | None,
+        final_status: str | None,
+        events: list[CloudEvent[Any]],
+    ) -> None:
+        """One attempt's outcome: retry later, or the final status and its event (outbox)."""
+        update: Document = {"$push": {"attempts": attempt}}
+        if final_status is None:
+            update["$set"] = {DUE: retry_at}
+        else:
+            outbox = append_outbox_update(events)
+            update["$set"] = {DUE: None, "status": final_status, **outbox["$set"]}
+            update["$push"] = {**update["$push"], **outbox["$push"]}
+        await self.collection.update_one({"_id": notification_id}, update)
+
+    async def deliveries(
+        self, webhook_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[Document], str | None]:
+        query: Document = {"webhook_id": webhook_id}
+        if cursor:
+            query.update(after_cursor("created_at", cursor))
+        documents = await self.collection.find(query).sort(NEWEST).limit(limit + 1).to_list()
+        return page_of(documents, limit, "created_at")
+
+
+class PreferenceStore:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    async def get(self, recipient: str) -> Preferences:
+        document = await self.collection.find_one({"_id": recipient})
+        return (
+            Preferences.model_validate({"channels": document["channels"]})
+            if document
+            else (Preferences())
+        )
+
+    async def get_many(self, recipients: list[str]) -> dict[str, Preferences]:
+        found = self.collection.find({"_id": {"$in": recipients}})
+        return {
+            doc["_id"]: Preferences.model_validate({"channels": doc["channels"]})
+            async for doc in found
+        }
+
+    async def put(self, recipient: str, preferences: Preferences) -> None:
+        channels = {
+            kind: [c.value for c in chosen] for kind, chosen in preferences.channels.items()
+        }
+        await self.collection.update_one(
+            {"_id": recipient}, {"$set": {"channels": channels}}, upsert=True
+        )
+
+
+class AlertStore:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    async def create(self, candidate_id: str, criteria: AlertCriteria) -> Document:
+        document = {
+            "_id": ObjectId(),
+            "candidate_id": candidate_id,
+            **criteria.model_dump(mode="json"),
+            "anchor": criteria.anchor(),
+            "created_at": utc_now(),
+        }
+        await self.collection.insert_one(document)
+        return document
+
+    async def of_candidate(self, candidate_id: str) -> list[Document]:
+        return (
+            await self.collection.find({"candidate_id": candidate_id})
+            .sort("created_at", DESCENDING)
+            .to_list()
+        )
+
+    async def delete(self, candidate_id: str, alert_id: str) -> bool:
+        object_id = _object_id(alert_id)
+        if object_id is None:
+            return False
+        result = await self.collection.delete_one({"_id": object_id, "candidate_id": candidate_id})
+        return result.deleted_count == 1
+
+    async def matching(self, posting: PostingCreated) -> list[tuple[str, str | None]]:
+        """(candidate id, alert email) of every alert the posting matches. Reads only the
+        alerts anchored on one of the posting's keys (index `anchor`), then checks each
+        alert's every criterion."""
+        anchors = [*posting_keys(posting), MATCH_ALL]
+        matches = []
+        async for document in self.collection.find({"anchor": {"$in": anchors}}):
+            criteria = AlertCriteria.model_validate(
+                {name: document.get(name) for name in AlertCriteria.model_fields}
+            )
+            if criteria.matches(posting):
+                matches.append((document["candidate_id"], criteria.email))
+        return matches
+
+
+class WebhookStore:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    async def create(
+        self, owner: str, org: str | None, registration: WebhookRegistration
+    ) -> Document:
+        document = {
+            "_id": ObjectId(),
+            "owner": owner,
+            "org": org,  # None for an admin's webhook: it receives every org's events
+            **registration.model_dump(),
+            "created_at": utc_now(),
+        }
+        await self.collection.insert_one(document)
+        return document
+
+    async def of_owner(self, owner: str) -> list[Document]:
+        return await self.collection.find({"owner": owner}).sort("created_at", DESCENDING).to_list()
+
+    async def get(self, owner: str, webhook_id: str) -> Document | None:
+        object_id = _object_id(webhook_id)
+        if object_id is None:
+            return None
+        return await self.collection.find_one({"_id": object_id, "owner": owner})
+
+    async def by_id(self, webhook_id: str) -> Document | None:
+        object_id = _object_id(webhook_id)
+        return None if object_id is None else await self.collection.find_one({"_id": object_id})
+
+    async def delete(self, owner: str, webhook_id: str) -> bool:
+        object_id = _object_id(webhook_id)
+        if object_id is None:
+            return False
+        result = await self.collection.delete_one({"_id": object_id, "owner": owner})
+        return result.deleted_count == 1
+
+    async def subscribed(self, kind: str, org: str) -> list[Document]:
+        query = {"event_types": kind, "org": {"$in": [org, None]}}
+        return await self.collection.find(query).to_list()
+
+
+class FactStore:
+    """Facts remembered from earlier events, for later events that lack them."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.postings = db[ANNOUNCED_POSTINGS]
+        self.applications = db[APPLICATIONS_SEEN]
+
+    async def remember_posting(self, event_id: str, posting: PostingCreated) -> bool:
+        """Record the announcement once; True if new."""
+        result = await self.postings.update_one(
             {"_id": posting.posting_id},
-            {"$setOnInsert": posting.model_dump(exclude={"posting_id"})},
+            {
+                "$setOnInsert": {
+                    "org": posting.org,
+                    "title": posting.title,
+                    "contact_email": posting.contact_email,
+                    "version": posting.version,
+                    "announced_by_event": event_id,
+                    "announced_at": posting.created_at,
+                }
+            },
             upsert=True,
         )
         return result.upserted_id is not None
 
-    async def get(self, posting_id: str) -> AnnouncedPosting | None:
-        document = await self.collection.find_one({"_id": posting_id})
+    async def posting(self, posting_id: str) -> Document | None:
+        return await self.postings.find_one({"_id": posting_id})
+
+    async def remember_application(self, facts: ApplicationFacts) -> None:
+        fields = asdict(facts)
+        application_id = fields.pop("application_id")
+        await self.applications.update_one(
+            {"_id": application_id}, {"$setOnInsert": fields}, upsert=True
+        )
+
+    async def application(self, application_id: str) -> ApplicationFacts | None:
+        document = await self.applications.find_one({"_id": application_id})
         if document is None:
             return None
-        return AnnouncedPosting.model_validate({**document, "posting_id": document["_id"]})
+        fields = {name: value for name, value in document.items() if name != "_id"}
+        return ApplicationFacts(application_id=application_id, **fields)

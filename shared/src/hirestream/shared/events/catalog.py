@@ -16,6 +16,7 @@ from hirestream.shared.events.applications import (
     APPLICATION_SUBMITTED,
 )
 from hirestream.shared.events.envelope import EventType
+from hirestream.shared.events.notifications import NOTIFICATION_DELIVERED
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
 
 EVENT_TYPES: tuple[EventType[Any], ...] = (
@@ -24,6 +25,7 @@ EVENT_TYPES: tuple[EventType[Any], ...] = (
     POSTING_CLOSED,
     APPLICATION_SUBMITTED,
     APPLICATION_STATUS_CHANGED,
+    NOTIFICATION_DELIVERED,
 )
 
 BY_NAME = {event_type.name: event_type for event_type in EVENT_TYPES}

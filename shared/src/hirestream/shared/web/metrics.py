@@ -30,6 +30,12 @@ EVENTS_CONSUMED = Counter(
     ["topic", "outcome"],
 )
 
+DELIVERIES = Counter(
+    "hirestream_deliveries_total",
+    "Final outcomes of email and webhook deliveries",
+    ["channel", "outcome"],
+)
+
 UNMATCHED_ROUTE = "<unmatched>"
 
 
