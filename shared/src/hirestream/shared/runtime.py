@@ -10,6 +10,7 @@ sends, the producer flushes, and the MongoDB client closes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -29,6 +30,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from tenacity import AsyncRetrying, stop_after_delay, wait_exponential_jitter
 
 from hirestream.shared.events.envelope import CloudEvent, EventType
+from hirestream.shared.events.types import utc_now
 from hirestream.shared.logging import configure_logging
 from hirestream.shared.messaging.broker import kafka_security, make_broker
 from hirestream.shared.messaging.outbox import OutboxRelay, OutboxTiming
@@ -43,13 +45,20 @@ from hirestream.shared.storage.mongo import (
 from hirestream.shared.web.auth import JwtVerifier
 from hirestream.shared.web.correlation import install_correlation
 from hirestream.shared.web.health import health_router
-from hirestream.shared.web.metrics import EVENTS_PUBLISHED, install_metrics
+from hirestream.shared.web.metrics import (
+    CONSUMER_LAG,
+    EVENTS_PUBLISHED,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PENDING,
+    install_metrics,
+)
 from hirestream.shared.web.problems import install_problem_handlers
 
 log = structlog.get_logger(__name__)
 
 # How long start-up keeps trying to reach Kafka and MongoDB before the process gives up.
 STARTUP_PATIENCE_S = 120
+METRICS_SAMPLE_INTERVAL_S = 5.0
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -79,6 +88,7 @@ class ServiceRuntime:
         self.consumed = tuple(consumed)
         self.indexes = tuple(indexes)
         self.relays: list[OutboxRelay] = []
+        self._sampler: asyncio.Task[None] | None = None
         for event_type in self.published:
             # Declared for the AsyncAPI document; the outbox relay does the publishing.
             self.broker.publisher(
@@ -123,7 +133,36 @@ class ServiceRuntime:
         await self.broker.start()
         for relay in self.relays:
             relay.start()
+        self._sampler = asyncio.create_task(self._sample_metrics(), name="metrics-sampler")
         log.info("service.started", topics=self.topics)
+
+    async def _sample_metrics(self) -> None:
+        """Gauges that are cheaper to read every few seconds than at every change: the outbox
+        backlog and its age, and each assigned partition's consumer lag."""
+        while True:
+            try:
+                for relay in self.relays:
+                    name = relay.collection.name
+                    count, oldest = await relay.pending()
+                    OUTBOX_PENDING.labels(name).set(count)
+                    age = (utc_now() - oldest).total_seconds() if oldest else 0.0
+                    OUTBOX_OLDEST_AGE.labels(name).set(max(age, 0.0))
+                for subscriber in self.broker.subscribers:
+                    consumer = getattr(subscriber, "consumer", None)
+                    if consumer is None:
+                        continue
+                    group = getattr(subscriber, "group_id", "") or ""
+                    for partition in consumer.assignment():
+                        highwater = consumer.highwater(partition)
+                        if highwater is None:
+                            continue
+                        position = await consumer.position(partition)
+                        CONSUMER_LAG.labels(group, partition.topic, str(partition.partition)).set(
+                            max(highwater - position, 0)
+                        )
+            except Exception as error:  # a metric must never take the service down
+                log.debug("metrics.sample_failed", error=type(error).__name__)
+            await asyncio.sleep(METRICS_SAMPLE_INTERVAL_S)
 
     async def _ensure_topics(self) -> None:
         """Create the topics this service uses, so that consumers are assigned partitions at
@@ -153,6 +192,8 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         timeout = self.settings.shutdown_timeout_s
+        if self._sampler is not None:
+            self._sampler.cancel()
         await self.broker.stop()  # subscribers finish their record and commit; producer flushes
         for relay in self.relays:
             await relay.stop(timeout_s=timeout / 2)

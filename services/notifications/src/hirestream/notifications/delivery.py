@@ -40,7 +40,7 @@ from hirestream.shared.events.notifications import (
 )
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.outbox import OutboxRelay
-from hirestream.shared.web.metrics import DELIVERIES
+from hirestream.shared.web.metrics import DELIVERIES, DELIVERY_ATTEMPTS
 
 log = structlog.get_logger(__name__)
 
@@ -215,6 +215,7 @@ class DeliveryWorker:
             outcome = DeliveryOutcome.FAILED if attempt_number >= self.policy.max_attempts else None
         attempt["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
         attempt["ok"] = "error" not in attempt
+        DELIVERY_ATTEMPTS.labels(channel.value, str(attempt["ok"]).lower()).inc()
         if outcome is None:
             wait = backoff_s(
                 attempt_number,

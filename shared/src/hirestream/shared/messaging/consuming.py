@@ -38,6 +38,7 @@ from tenacity import (
 
 from hirestream.shared.events.envelope import CloudEvent, EventType, WrongEventType
 from hirestream.shared.events.types import utc_now
+from hirestream.shared.web.metrics import DEAD_LETTERS, EVENTS_CONSUMED
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +86,9 @@ class DeadLetters:
         self._broker = broker
         self._group_id = group_id
 
-    async def send(self, record: ConsumerRecord[Any, Any], *, error: str, attempts: int) -> None:
+    async def send(
+        self, record: ConsumerRecord[Any, Any], *, reason: str, error: str, attempts: int
+    ) -> None:
         headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
         headers.update(
             {
@@ -101,6 +104,8 @@ class DeadLetters:
         await self._broker.publish(
             record.value, f"{record.topic}.dlq", key=record.key, headers=headers
         )
+        DEAD_LETTERS.labels(record.topic, reason).inc()
+        EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
 
 
 def subscribe(
@@ -125,7 +130,7 @@ def subscribe(
             except (ValidationError, WrongEventType, ValueError) as error:
                 reason = describe_invalid(error)
                 log.warning("event.dead_lettered", reason=reason, attempts=1)
-                await dead_letters.send(record, error=reason, attempts=1)
+                await dead_letters.send(record, reason="invalid", error=reason, attempts=1)
                 return
             with structlog.contextvars.bound_contextvars(
                 event_id=event.id, correlation_id=event.correlationid
@@ -165,12 +170,13 @@ async def _handle_with_retries(
                 attempts = attempt.retry_state.attempt_number
                 await handle(event)
         log.info("event.handled", type=event.type, attempts=attempts)
+        EVENTS_CONSUMED.labels(record.topic, "handled").inc()
     except RetryError as gave_up:
         cause = gave_up.last_attempt.exception()
         reason = f"transient failure after {attempts} attempts: {type(cause).__name__}: {cause}"
         log.error("event.dead_lettered", reason=reason, attempts=attempts)
-        await dead_letters.send(record, error=reason, attempts=attempts)
+        await dead_letters.send(record, reason="transient", error=reason, attempts=attempts)
     except Exception as error:  # a bug or a rule the event breaks: retrying would not help
         reason = f"handler failed: {type(error).__name__}: {error}"
         log.exception("event.dead_lettered", reason=reason, attempts=attempts)
-        await dead_letters.send(record, error=reason, attempts=attempts)
+        await dead_letters.send(record, reason="handler", error=reason, attempts=attempts)

@@ -59,6 +59,7 @@ def outbox_entry(event: CloudEvent[Any]) -> dict[str, Any]:
         "key": event.subject,
         "value": serialize(event).decode(),
         "headers": headers,
+        "at": utc_now(),  # when it was recorded: the outbox-age metric reads it
     }
 
 
@@ -202,12 +203,14 @@ class OutboxRelay:
             )
 
     async def pending(self) -> tuple[int, datetime | None]:
-        """How many documents have events waiting, and the oldest due time among them."""
+        """How many documents have events waiting, and when the oldest waiting one (in the
+        document due first) was recorded."""
         count = await self.collection.count_documents({DUE_AT: {"$ne": None}})
-        oldest = await self.collection.find_one(
-            {DUE_AT: {"$ne": None}}, projection={DUE_AT: 1}, sort=[(DUE_AT, 1)]
+        first_due = await self.collection.find_one(
+            {DUE_AT: {"$ne": None}}, projection={OUTBOX: 1}, sort=[(DUE_AT, 1)]
         )
-        return count, (oldest[DUE_AT] if oldest else None)
+        recorded = [entry["at"] for entry in (first_due or {}).get(OUTBOX, []) if "at" in entry]
+        return count, min(recorded, default=None)
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="outbox-sweeper")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
 
 HTTP_REQUESTS = Counter(
@@ -30,6 +30,29 @@ EVENTS_CONSUMED = Counter(
     ["topic", "outcome"],
 )
 
+DEAD_LETTERS = Counter(
+    "hirestream_dead_letters_total",
+    "Records sent to <topic>.dlq, by reason (invalid, transient, handler)",
+    ["topic", "reason"],
+)
+OUTBOX_PENDING = Gauge(
+    "hirestream_outbox_pending_documents", "Documents with events not yet published", ["collection"]
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "hirestream_outbox_oldest_pending_age_seconds",
+    "Age of the oldest event not yet published (0 when none)",
+    ["collection"],
+)
+CONSUMER_LAG = Gauge(
+    "hirestream_consumer_lag_records",
+    "Records on the partition not yet consumed by the group",
+    ["group", "topic", "partition"],
+)
+DELIVERY_ATTEMPTS = Counter(
+    "hirestream_delivery_attempts_total",
+    "Email and webhook delivery attempts, by whether they succeeded",
+    ["channel", "ok"],
+)
 DELIVERIES = Counter(
     "hirestream_deliveries_total",
     "Final outcomes of email and webhook deliveries",
