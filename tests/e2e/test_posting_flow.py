@@ -7,6 +7,7 @@ and checks it against the contract; both consumers have it in their own database
 from __future__ import annotations
 
 import signal
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,45 +16,31 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from hirestream.shared.events.postings import POSTING_CREATED
-from tests.conftest import bearer, unique_db
+from tests.conftest import bearer
 from tests.support.factories import posting_body
 from tests.support.kafka import read_until
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
-from tests.support.servers import free_port
+from tests.support.system import running_system
 
 pytestmark = pytest.mark.e2e
-
-SERVICES = ("postings", "applications", "notifications")
 
 
 @pytest.fixture(scope="module")
 def system(
     base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, ServiceProcess]]:
-    logs = tmp_path_factory.mktemp("service-logs")
-    processes = {
-        name: ServiceProcess(
-            name=name,
-            port=free_port(),
-            env={**base_env, "MONGODB_DATABASE": unique_db(name), "LOG_FORMAT": "json"},
-            log_path=logs / f"{name}.log",
-        )
-        for name in SERVICES
-    }
-    try:
-        for process in processes.values():
-            process.start()
-        for process in processes.values():
-            process.wait_ready()
-        yield processes
-    finally:
-        exit_codes = {name: process.stop() for name, process in processes.items()}
-        # SIGTERM: each service finishes its shutdown (the lifespan logs service.stopped),
-        # then uvicorn re-raises the signal, as process managers expect.
-        for name, process in processes.items():
-            assert exit_codes[name] in {0, -signal.SIGTERM}, process.tail()
-            assert '"event": "service.stopped"' in process.tail(), process.tail()
+    with running_system(
+        base_env, tmp_path_factory.mktemp("service-logs"), database_suffix=uuid.uuid4().hex[:8]
+    ) as running:
+        yield running.processes
+        processes = running.processes
+    # SIGTERM (sent on leaving the block): each service finishes its shutdown (the lifespan
+    # logs service.stopped), then uvicorn re-raises the signal, as process managers expect.
+    for process in processes.values():
+        assert process.process is not None
+        assert process.process.returncode in {0, -signal.SIGTERM}, process.tail()
+        assert '"event": "service.stopped"' in process.tail(), process.tail()
 
 
 async def wait_for_document(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from hirestream.notifications.delivery import UnsafeWebhookUrl, check_webhook_url
 from hirestream.notifications.domain import (
@@ -45,6 +45,8 @@ class PreferencesView(BaseModel):
 
 
 class Alert(AlertCriteria):
+    model_config = ConfigDict(extra="ignore", frozen=True)  # stored fields beyond the criteria
+
     alert_id: str
     created_at: UtcDateTime
 

@@ -9,6 +9,7 @@ webhook ones are handed to the delivery worker.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,8 @@ from hirestream.shared.messaging.consuming import subscribe
 from hirestream.shared.messaging.outbox import OutboxRelay
 
 GROUP_ID = "notifications"
+FACTS_PATIENCE_ROUNDS = 10
+FACTS_PATIENCE_STEP_S = 0.5
 
 log = structlog.get_logger(__name__)
 
@@ -103,10 +106,22 @@ class Notifier:
 
     async def on_status_changed(self, event: CloudEvent[Any]) -> None:
         change: ApplicationStatusChanged = event.data
-        facts = await self.facts.application(change.application_id)
+        facts = await self._application_facts(change.application_id)
         recipients = [f"user:{change.candidate_id}", f"org:{change.org}"]
         plan = plan_status_changed(change, facts, await self.preferences.get_many(recipients))
         await self._make(event, plan, org=change.org)
+
+    async def _application_facts(self, application_id: str) -> ApplicationFacts | None:
+        """The facts of an application, waiting briefly for them: `application.submitted`
+        and a quick first status change travel on different topics and may be handled in
+        either order. Without them the candidate is still told in-app, not by email."""
+        for _ in range(FACTS_PATIENCE_ROUNDS):
+            facts = await self.facts.application(application_id)
+            if facts is not None:
+                return facts
+            await asyncio.sleep(FACTS_PATIENCE_STEP_S)
+        log.warning("notifications.facts_missing", application_id=application_id)
+        return None
 
     async def _make(
         self, event: CloudEvent[Any], plan: Sequence[PlannedNotification], *, org: str
