@@ -30,6 +30,20 @@ class Servers:
     mail_dir: Path | None = None  # where the local stack's mail catcher stores messages
     origin: str = "environment"
     stack_dir: Path | None = None
+    stack_env: dict[str, str] | None = None  # how to call stack.sh for this stack again
+
+    def stack(self, *args: str) -> None:
+        """Run `stack.sh <args>` on this (local) stack: e.g. `start` brings back a server a
+        fault test killed."""
+        if self.stack_env is None:
+            raise RuntimeError("these servers are not the local stack: cannot signal them")
+        run_stack(self.stack_env, *args)
+
+    def pid(self, server: str) -> int:
+        """The pid of one of the local stack's servers: kafka, kafka-2, mongo, smtp."""
+        if self.stack_dir is None:
+            raise RuntimeError("these servers are not the local stack: cannot signal them")
+        return int((self.stack_dir / f"{server}.pid").read_text().split()[0])
 
 
 def free_port() -> int:
@@ -37,6 +51,25 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def consecutive_free_ports(count: int) -> list[int]:
+    """`count` free ports in a row (the 3-node stack numbers its nodes' ports upwards)."""
+    for _ in range(50):
+        first = free_port()
+        ports = list(range(first, first + count))
+        if all(_port_free(port) for port in ports[1:]):
+            return ports
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def docker_engine_answers() -> bool:
@@ -79,34 +112,46 @@ def from_containers() -> Iterator[Servers]:
         )
 
 
-@contextmanager
-def from_local_stack(stack_dir: Path) -> Iterator[Servers]:
-    ports = {
-        "KAFKA_PORT": free_port(),
-        "KAFKA_CONTROLLER_PORT": free_port(),
-        "MONGO_PORT": free_port(),
-        "SMTP_PORT": free_port(),
-    }
-    env = {**os.environ, "STACK_DIR": str(stack_dir), **{k: str(v) for k, v in ports.items()}}
-    started = subprocess.run(
-        ["bash", str(STACK_SCRIPT), "start"], env=env, capture_output=True, text=True, check=False
+def run_stack(env: dict[str, str], *args: str) -> None:
+    result = subprocess.run(
+        ["bash", str(STACK_SCRIPT), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    if started.returncode != 0:
+    if result.returncode != 0:
         raise RuntimeError(
-            f"the local stack did not start ({STACK_SCRIPT} start):\n"
-            f"{started.stdout}\n{started.stderr}"
+            f"{STACK_SCRIPT} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         )
+
+
+@contextmanager
+def from_local_stack(stack_dir: Path, *, kafka_nodes: int = 1) -> Iterator[Servers]:
+    """A local stack on free ports in `stack_dir`; `kafka_nodes=3` for a 3-node cluster."""
+    kafka_ports = consecutive_free_ports(kafka_nodes * 2)  # brokers, then controllers
+    env = {
+        "STACK_DIR": str(stack_dir),
+        "KAFKA_NODES": str(kafka_nodes),
+        "KAFKA_PORT": str(kafka_ports[0]),
+        "KAFKA_CONTROLLER_PORT": str(kafka_ports[kafka_nodes]),
+        "MONGO_PORT": str(free_port()),
+        "SMTP_PORT": str(free_port()),
+    }
+    run_stack(env, "start")
+    brokers = ",".join(f"127.0.0.1:{kafka_ports[i]}" for i in range(kafka_nodes))
     try:
         yield Servers(
-            kafka_bootstrap=f"127.0.0.1:{ports['KAFKA_PORT']}",
-            mongodb_url=f"mongodb://127.0.0.1:{ports['MONGO_PORT']}",
-            smtp_port=ports["SMTP_PORT"],
+            kafka_bootstrap=brokers,
+            mongodb_url=f"mongodb://127.0.0.1:{env['MONGO_PORT']}",
+            smtp_port=int(env["SMTP_PORT"]),
             mail_dir=stack_dir / "mail",
             origin="local stack",
             stack_dir=stack_dir,
+            stack_env=env,
         )
     finally:
-        subprocess.run(["bash", str(STACK_SCRIPT), "stop"], env=env, check=False)
+        subprocess.run(["bash", str(STACK_SCRIPT), "stop"], env={**os.environ, **env}, check=False)
 
 
 @contextmanager

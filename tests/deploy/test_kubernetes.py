@@ -1,0 +1,228 @@
+"""The Kubernetes manifests: each overlay builds with kustomize, passes kubernetes-validate
+--strict, and every service's pod is probed, bounded, locked down and reachable only as its
+network policy says.
+
+kubernetes-validate carries the schemas of Kubernetes' own kinds only. Strimzi's KafkaTopic
+is a custom resource: the validator warns that it has no schema for it and checks nothing.
+`test_kubernetes_validate_strict` therefore requires that KafkaTopic is the *only* kind left
+unchecked, and test_topics.py checks those resources' fields itself.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.support import (
+    ROOT,
+    Document,
+    Rendered,
+    build_overlay,
+    run,
+    service_names,
+    tool,
+    walk,
+)
+
+SERVICES = service_names()
+CUSTOM_KINDS = {"KafkaTopic"}  # validated by test_topics.py, not by kubernetes-validate
+DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
+
+
+def test_kubernetes_validate_strict(rendered: Rendered, tmp_path: Path) -> None:
+    manifest = tmp_path / f"{rendered.name}.yaml"
+    manifest.write_text(rendered.text)
+    result = run([tool("kubernetes-validate"), "--strict", manifest])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"kubernetes-validate --strict {rendered.name}:\n{output}"
+    unchecked = re.findall(r"Couldn't find schema for kind (\S+)", output)
+    assert set(unchecked) <= CUSTOM_KINDS, f"kinds left unvalidated: {set(unchecked)}"
+    assert len(unchecked) == sum(len(rendered.of_kind(kind)) for kind in CUSTOM_KINDS)
+    passed = re.findall(r"passed for resource", output)
+    assert len(passed) == len(rendered.documents) - len(unchecked), output
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_has_its_objects(rendered: Rendered, service: str) -> None:
+    for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "NetworkPolicy"):
+        rendered.named(kind, service)
+    pod = rendered.deployment(service)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == service
+    assert pod["automountServiceAccountToken"] is False
+    port = int(rendered.config(service)["PORT"])
+    service_ports = rendered.named("Service", service)["spec"]["ports"]
+    assert [p["port"] for p in service_ports] == [port]
+    assert rendered.container(service)["ports"][0]["containerPort"] == port
+
+
+def test_no_secret_is_committed(rendered: Rendered) -> None:
+    assert rendered.of_kind("Secret") == []
+
+
+def test_every_referenced_secret_is_documented(rendered: Rendered) -> None:
+    referenced = {
+        node["secretKeyRef"]["name"]
+        for node in walk(rendered.documents)
+        if isinstance(node, dict) and "secretKeyRef" in node
+    }
+    assert referenced, "the services take their secrets from Secrets"
+    doc = DEPLOYMENT_DOC.read_text()
+    for name in sorted(referenced):
+        assert f"kubectl create secret generic {name}" in doc, (
+            f"{DEPLOYMENT_DOC}: how to create {name}"
+        )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_probes(rendered: Rendered, service: str) -> None:
+    container = rendered.container(service)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    # Start-up waits up to 120 s for Kafka and MongoDB before the port opens.
+    assert startup["periodSeconds"] * startup["failureThreshold"] > 120
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_resources_are_requested_and_limited(rendered: Rendered, service: str) -> None:
+    resources = rendered.container(service)["resources"]
+    for bound in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[bound]), f"{service}: {bound}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_security_context(rendered: Rendered, service: str) -> None:
+    pod = rendered.deployment(service)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = rendered.container(service)["securityContext"]
+    assert container["readOnlyRootFilesystem"] is True
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert container.get("privileged", False) is False
+    # The one writable place: /tmp on an emptyDir.
+    mounts = {m["mountPath"]: m["name"] for m in rendered.container(service)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_grace_period_outlasts_the_graceful_shutdown(rendered: Rendered, service: str) -> None:
+    pod = rendered.deployment(service)["spec"]["template"]["spec"]
+    shutdown = float(rendered.config(service)["SHUTDOWN_TIMEOUT_S"])
+    pre_stop = rendered.container(service).get("lifecycle", {}).get("preStop", {})
+    command = pre_stop.get("exec", {}).get("command", [])
+    sleep = float(command[1]) if command[:1] == ["sleep"] else 0.0
+    assert pod["terminationGracePeriodSeconds"] > sleep + shutdown
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_prometheus_scrapes_metrics(rendered: Rendered, service: str) -> None:
+    annotations = rendered.deployment(service)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == rendered.config(service)["PORT"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_is_tagged_by_the_overlay(rendered: Rendered, service: str) -> None:
+    image = rendered.container(service)["image"]
+    name, _, tag = image.rpartition(":")
+    assert name.endswith(f"hirestream/{service}"), image
+    assert tag not in {"", "latest"}, image
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_replicas_are_fixed_or_autoscaled_never_both(rendered: Rendered, service: str) -> None:
+    autoscalers = [
+        hpa
+        for hpa in rendered.of_kind("HorizontalPodAutoscaler")
+        if hpa["spec"]["scaleTargetRef"]["name"] == service
+    ]
+    deployment = rendered.deployment(service)
+    if autoscalers:
+        # A replicas field would fight the autoscaler on every apply.
+        assert "replicas" not in deployment["spec"]
+        (hpa,) = autoscalers
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    else:
+        assert deployment["spec"]["replicas"] >= 1
+
+
+def test_production_autoscales_every_service() -> None:
+    prod = build_overlay("prod")
+    targets = {
+        hpa["spec"]["scaleTargetRef"]["name"] for hpa in prod.of_kind("HorizontalPodAutoscaler")
+    }
+    assert targets == set(SERVICES)
+    for hpa in prod.of_kind("HorizontalPodAutoscaler"):
+        assert hpa["spec"]["minReplicas"] >= 2, "a drain must leave a pod serving"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_disruption_budget(rendered: Rendered, service: str) -> None:
+    spec = rendered.named("PodDisruptionBudget", service)["spec"]
+    assert spec["selector"] == rendered.deployment(service)["spec"]["selector"]
+    assert "maxUnavailable" in spec or "minAvailable" in spec
+
+
+# ---- network policies ----------------------------------------------------------------------
+
+
+def allowed_ports(rules: list[Document]) -> set[tuple[str, int]]:
+    return {
+        (port.get("protocol", "TCP"), int(port["port"]))
+        for rule in rules
+        for port in rule.get("ports", [])
+    }
+
+
+def test_default_deny_covers_every_service_pod(rendered: Rendered) -> None:
+    deny = [
+        policy
+        for policy in rendered.of_kind("NetworkPolicy")
+        if set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not policy["spec"].get("ingress")
+        and not policy["spec"].get("egress")
+    ]
+    assert len(deny) == 1, "one default-deny policy"
+    selector = deny[0]["spec"]["podSelector"].get("matchLabels", {})
+    for service in SERVICES:
+        labels = rendered.deployment(service)["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), f"default deny does not select {service}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_network_policy_allows_what_the_service_needs(rendered: Rendered, service: str) -> None:
+    policy = rendered.named("NetworkPolicy", service)["spec"]
+    labels = rendered.deployment(service)["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    config = rendered.config(service)
+    assert allowed_ports(policy["ingress"]) == {("TCP", int(config["PORT"]))}
+    egress = allowed_ports(policy["egress"])
+    needed = {("UDP", 53), ("TCP", 53), ("TCP", 9092), ("TCP", 27017)}
+    assert needed <= egress, f"{service}: egress lacks {needed - egress}"
+    if service == "notifications":
+        # Email to the relay, and webhooks over https.
+        assert ("TCP", int(config["SMTP_PORT"])) in egress
+        assert ("TCP", 443) in egress
+    else:
+        assert egress == needed, f"{service}: egress beyond Kafka, MongoDB and DNS"
+
+
+def test_webhook_egress_excludes_private_networks(rendered: Rendered) -> None:
+    policy = rendered.named("NetworkPolicy", "notifications")["spec"]
+    https = [rule for rule in policy["egress"] if ("TCP", 443) in allowed_ports([rule])]
+    assert len(https) == 1
+    blocks = [peer["ipBlock"] for peer in https[0]["to"]]
+    v4 = next(block for block in blocks if block["cidr"] == "0.0.0.0/0")
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(v4["except"])

@@ -1,0 +1,127 @@
+"""Every setting a service reads is given to it in compose and in Kubernetes, under the same
+name, with a value the service accepts; secrets come from Secrets.
+
+The variables are derived from each service's settings class (every pydantic field,
+upper-cased). A setting may be left out only if it is listed below with the reason, and only
+if it is optional (unset by default). Optional settings are left *out* rather than set to an
+empty string on purpose: pydantic-settings reads `""` as a value, not as "unset" —
+`KAFKA_SASL_MECHANISM=""` fails validation and `JWT_ISSUER=""` would demand an empty issuer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.deploy.support import (
+    Document,
+    Rendered,
+    raw_compose_env,
+    service_names,
+    settings_of,
+    validate_settings,
+)
+
+NOT_USED_HERE = {
+    "KAFKA_SASL_MECHANISM": "Kafka is reached in plaintext inside the private network",
+    "KAFKA_SASL_USERNAME": "Kafka is reached in plaintext inside the private network",
+    "KAFKA_SASL_PASSWORD": "Kafka is reached in plaintext inside the private network",
+    "KAFKA_SSL_CAFILE": "Kafka is reached in plaintext inside the private network",
+    "JWT_JWKS_URL": "tokens are HS256 with JWT_SECRET (the code verifies no JWKS yet)",
+    "JWT_ISSUER": "not checked: development and service tokens carry no issuer",
+    "JWT_AUDIENCE": "not checked: development and service tokens carry no audience",
+}
+
+# Deliberately absent, per deployment target.
+ABSENT_IN_COMPOSE = NOT_USED_HERE | {
+    "SMTP_USERNAME": "Mailpit needs no login",
+    "SMTP_PASSWORD": "Mailpit needs no login",
+}
+# In Kubernetes SMTP_USERNAME and SMTP_PASSWORD are taken from the optional Secret
+# notifications-smtp: present when the relay wants a login, unset otherwise.
+ABSENT_IN_K8S = NOT_USED_HERE
+
+# Placeholders for the values Secrets hold, to check the rest of the settings validate.
+SECRET_PLACEHOLDERS = {
+    "JWT_SECRET": "k8s-test-secret-" + "0" * 32,
+    "MONGODB_URL": "mongodb://user:password@mongodb.example:27017/?replicaSet=rs0",
+    "SMTP_USERNAME": "mailer",
+    "SMTP_PASSWORD": "password",
+}
+
+SERVICES = service_names()
+
+
+@pytest.mark.parametrize(
+    "absent", [ABSENT_IN_COMPOSE, ABSENT_IN_K8S], ids=["compose", "kubernetes"]
+)
+def test_only_optional_settings_may_be_absent(absent: dict[str, str]) -> None:
+    known = {name for service in SERVICES for name in settings_of(service)}
+    for name in absent:
+        assert name in known, f"{name} is listed as absent but no service reads it any more"
+        for service in SERVICES:
+            setting = settings_of(service).get(name)
+            if setting is not None:
+                assert setting.is_optional, f"{name} is required by {service}: it must be set"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_sets_every_setting(compose: Document, service: str) -> None:
+    env = {key: str(value) for key, value in compose["services"][service]["environment"].items()}
+    settings = settings_of(service)
+    missing = sorted(set(settings) - set(env) - set(ABSENT_IN_COMPOSE))
+    assert missing == [], f"compose {service}: settings not set (add them or list them absent)"
+    unknown = sorted(set(env) - set(settings))
+    assert unknown == [], f"compose {service}: variables no setting reads (typo?)"
+    validate_settings(service, env)  # raises with the variable's name if a value is malformed
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_writes_down_no_secret(service: str) -> None:
+    for name, value in raw_compose_env(service).items():
+        setting = settings_of(service).get(name)
+        if setting is None or not setting.is_secret:
+            continue
+        if "SECRET" in name or "PASSWORD" in name:
+            assert value.startswith(f"${{{name}:?"), (
+                f"compose {service}: {name} must be required from the environment"
+            )
+        else:
+            # A URL is a secret only for the credentials it may carry: none in compose.
+            assert "@" not in value, f"compose {service}: {name} carries credentials"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_kubernetes_sets_every_setting(rendered: Rendered, service: str) -> None:
+    settings = settings_of(service)
+    names = rendered.env_names(service)
+    missing = sorted(set(settings) - names - set(ABSENT_IN_K8S))
+    assert missing == [], f"{rendered.name}/{service}: settings in neither ConfigMap nor Secret"
+    unknown = sorted(names - set(settings))
+    assert unknown == [], f"{rendered.name}/{service}: variables no setting reads (typo?)"
+    overlap = sorted(set(rendered.config(service)) & set(rendered.env(service)))
+    assert overlap == [], f"{rendered.name}/{service}: set twice, env would hide the ConfigMap"
+    env = rendered.config(service) | {
+        name: SECRET_PLACEHOLDERS.get(name, "placeholder") for name in rendered.env(service)
+    }
+    validate_settings(service, env)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_kubernetes_secrets_come_from_secrets(rendered: Rendered, service: str) -> None:
+    config = rendered.config(service)
+    env = rendered.env(service)
+    for name, setting in settings_of(service).items():
+        if not setting.is_secret:
+            continue
+        assert name not in config, f"{rendered.name}/{service}: {name} in a ConfigMap"
+        if name in env:
+            assert "secretKeyRef" in env[name].get("valueFrom", {}), (
+                f"{rendered.name}/{service}: {name} must come from a Secret"
+            )
+    # Everything in explicit env is a Secret reference (plain values belong in the ConfigMap).
+    for name, entry in env.items():
+        assert "secretKeyRef" in entry.get("valueFrom", {}), (
+            f"{service}: {name} is not a Secret ref"
+        )
+    assert "JWT_SECRET" in env
+    assert "MONGODB_URL" in env
