@@ -70,8 +70,8 @@ def test_every_referenced_secret_is_documented(rendered: Rendered) -> None:
     assert referenced, "the services take their secrets from Secrets"
     doc = DEPLOYMENT_DOC.read_text()
     for name in sorted(referenced):
-        assert f"kubectl create secret generic {name}" in doc, (
-            f"{DEPLOYMENT_DOC}: how to create {name}"
+        assert re.search(rf"create secret generic {re.escape(name)}\b", doc), (
+            f"{DEPLOYMENT_DOC}: say how to create the Secret {name}"
         )
 
 
