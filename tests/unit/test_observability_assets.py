@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -10,9 +11,9 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-# Imported for what they register: the metrics of every service.
-import hirestream.notifications.delivery
-import hirestream.shared.runtime
+# Loaded for what they register: the metrics of every service.
+for module in ("hirestream.shared.runtime", "hirestream.notifications.delivery"):
+    importlib.import_module(module)
 
 OBSERVABILITY = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "observability"
 METRIC = re.compile(r"\b(hirestream_[a-z_]+)\b")
