@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML (from kubernetes-validate) has no stubs here
+import yaml
 from pydantic.fields import FieldInfo
 
 from hirestream.shared.events.catalog import EVENT_TYPES
