@@ -53,6 +53,7 @@ service_env() {
   export SMTP_HOST=127.0.0.1 SMTP_PORT="${SMTP_PORT:-1025}"
   export JWT_SECRET; JWT_SECRET="$(jwt_secret)"
   export LOG_FORMAT="${LOG_FORMAT:-json}"
+  export ENVIRONMENT="${ENVIRONMENT:-development}"
 }
 
 pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -38,6 +38,7 @@ def base_env(servers: Servers) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap,
         "MONGODB_URL": servers.mongodb_url,
         "JWT_SECRET": JWT_SECRET,
+        "ENVIRONMENT": "development",
         "SMTP_HOST": servers.smtp_host,
         "SMTP_PORT": str(servers.smtp_port),
         "LOG_LEVEL": "INFO",

@@ -5,7 +5,7 @@ import pytest
 from hirestream.postings.app import PostingsSettings
 from hirestream.shared.settings import load_settings
 
-SECRET = "x" * 40
+SECRET = "Vq3-random-4Jk9zP1mXw7Lr2Tb8Nc5Yd6Hf0Ge"
 
 
 def test_defaults_and_contract_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,3 +56,22 @@ def test_a_short_jwt_secret_is_refused(
     err = capsys.readouterr().err
     assert "JWT_SECRET" in err
     assert "short-secret" not in err
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    ["changeme-changeme-changeme-changeme", "my-dev-jwt-secret-0123456789abcdef", "x" * 40],
+)
+def test_a_placeholder_jwt_secret_is_refused_outside_development(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], placeholder: str
+) -> None:
+    monkeypatch.setenv("JWT_SECRET", placeholder)
+    monkeypatch.delenv("ENVIRONMENT", raising=False)
+    with pytest.raises(SystemExit):
+        load_settings(PostingsSettings)
+    err = capsys.readouterr().err
+    assert "JWT_SECRET" in err
+    assert placeholder not in err
+
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    assert load_settings(PostingsSettings).environment == "development"

@@ -249,7 +249,8 @@ class ServiceRuntime:
         )
         app.state.runtime = self
         app.state.jwt_verifier = JwtVerifier(
-            self.settings.jwt_secret.get_secret_value() if self.settings.jwt_secret else "",
+            self.settings.jwt_secret.get_secret_value() if self.settings.jwt_secret else None,
+            jwks_url=self.settings.jwt_jwks_url,
             issuer=self.settings.jwt_issuer,
             audience=self.settings.jwt_audience,
         )

@@ -7,12 +7,18 @@ the process at start-up with one line that names the variable: `load_settings` d
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import StrEnum
 from typing import Annotated, NoReturn, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
 
 
 class LogFormat(StrEnum):
@@ -42,6 +48,9 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
+    # Production unless said otherwise: the strict choice is the default one.
+    environment: Environment = Environment.PRODUCTION
+
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
     kafka_sasl_mechanism: KafkaSaslMechanism | None = None
@@ -64,6 +73,11 @@ class ServiceSettings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: Port = 1025
 
+    # Abuse limits (see web/guard.py): request bodies, JSON nesting, writes per client.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=256)
+    rate_limit_writes: str = Field(default="120/minute", pattern=r"^\d+\s*/\s*\w+$")
+
     log_level: str = Field(default="INFO", pattern=r"^(?i:DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.JSON
     port: Port = 8000
@@ -79,8 +93,16 @@ class ServiceSettings(BaseSettings):
     def _jwt_key_source(self) -> ServiceSettings:
         if self.jwt_secret is None and self.jwt_jwks_url is None:
             raise ValueError("JWT_SECRET or JWT_JWKS_URL must be set")
-        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
-            raise ValueError("JWT_SECRET must be at least 32 characters (HS256 key strength)")
+        if self.jwt_secret is not None:
+            secret = self.jwt_secret.get_secret_value()
+            if len(secret) < 32:
+                raise ValueError("JWT_SECRET must be at least 32 characters (HS256 key strength)")
+            if self.environment is Environment.PRODUCTION and looks_like_placeholder(secret):
+                raise ValueError(
+                    "JWT_SECRET looks like a placeholder; outside ENVIRONMENT=development it "
+                    "must be a random value (e.g. python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))')"
+                )
         if self.kafka_security_protocol in {
             KafkaSecurityProtocol.SASL_PLAINTEXT,
             KafkaSecurityProtocol.SASL_SSL,
@@ -89,6 +111,28 @@ class ServiceSettings(BaseSettings):
                 "KAFKA_SASL_MECHANISM and KAFKA_SASL_USERNAME are required with SASL security"
             )
         return self
+
+
+PLACEHOLDER_WORDS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "example",
+    "secret",
+    "password",
+    "default",
+    "dev",
+    "test",
+    "local",
+)
+
+
+def looks_like_placeholder(secret: str) -> bool:
+    """A word people leave in config files (as a word of its own: "my-dev-secret"), or too
+    few distinct characters to be random."""
+    words = set(re.split(r"[^a-z0-9]+", secret.lower()))
+    return bool(words & set(PLACEHOLDER_WORDS)) or len(set(secret)) < 12
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

@@ -1,14 +1,18 @@
 """Bearer-JWT authentication and role checks (CONTRACT.md, "Authentication and roles").
 
-Local runs and tests sign with HS256 and `JWT_SECRET`. `alg: none`, another algorithm, a wrong
-signature, issuer or audience (when configured) and an expired token all give 401; a valid token
-without the role a route needs gives 403. Ownership (the `org` claim, the `sub`) is checked by
-each route against the resource it touches.
+Production verifies RS256/ES256 tokens against the identity provider's key set
+(`JWT_JWKS_URL`): keys are cached, and a token signed with a key id the cache does not know
+makes one refetch, which is how a key rotation is picked up. Local runs and tests sign with
+HS256 and `JWT_SECRET`. The algorithm in a token's header only selects between the configured
+verifiers, each of which accepts its own algorithms only, so an RS256 public key can never be
+used as an HS256 secret. `alg: none`, a wrong signature, issuer or audience (when configured)
+and an expired token all give 401; a valid token without the role a route needs gives 403.
+Ownership (the `org` claim, the `sub`) is checked by each route against what it touches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -45,24 +49,59 @@ class InvalidToken(Exception):
     """The token cannot be trusted; the message says why (never the token itself)."""
 
 
-class JwtVerifier:
-    """Verifies HS256 tokens signed with the shared secret."""
+SHARED_SECRET_ALGORITHMS: tuple[str, ...] = ("HS256",)
+KEY_SET_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256")
+# How long fetched signing keys are trusted before the key set is fetched again.
+KEY_SET_CACHE_S = 300
+# After a fetch, an unknown key id waits this long before it may force another one: tokens
+# with made-up key ids must not turn us into a flood against the identity provider.
+KEY_SET_REFRESH_COOLDOWN_S = 30.0
 
-    algorithms = ("HS256",)
+
+class JwtVerifier:
+    """Verifies tokens: HS256 with the shared secret, RS256/ES256 against the key set."""
 
     def __init__(
-        self, secret: str, *, issuer: str | None = None, audience: str | None = None
+        self,
+        secret: str | None = None,
+        *,
+        jwks_url: str | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
+        refresh_cooldown_s: float = KEY_SET_REFRESH_COOLDOWN_S,
     ) -> None:
         self._secret = secret
+        # PyJWKClient caches the key set and refetches once for an unknown key id.
+        self._key_set = (
+            jwt.PyJWKClient(
+                jwks_url,
+                cache_keys=True,
+                lifespan=KEY_SET_CACHE_S,
+                timeout=5,
+                cooldown_duration=refresh_cooldown_s,
+            )
+            if jwks_url
+            else None
+        )
         self._issuer = issuer
         self._audience = audience
 
-    def verify(self, token: str) -> Principal:
+    async def verify(self, token: str) -> Principal:
         try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if algorithm in SHARED_SECRET_ALGORITHMS and self._secret:
+                key: Any = self._secret
+                allowed = SHARED_SECRET_ALGORITHMS
+            elif algorithm in KEY_SET_ALGORITHMS and self._key_set is not None:
+                # PyJWKClient fetches with blocking urllib: keep it off the event loop.
+                signing_key = await asyncio.to_thread(self._key_set.get_signing_key_from_jwt, token)
+                key, allowed = signing_key.key, KEY_SET_ALGORITHMS
+            else:
+                raise InvalidToken(f"algorithm {algorithm!r} is not accepted")
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._secret,
-                algorithms=list(self.algorithms),
+                key,
+                algorithms=list(allowed),
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=CLOCK_SKEW_LEEWAY_S,
@@ -93,8 +132,6 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT minted by the identity provider")
 
-Verify = Callable[[str], Principal | Awaitable[Principal]]
-
 
 def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
@@ -108,7 +145,7 @@ async def authenticated_principal(
         raise Problem(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     verifier: JwtVerifier = request.app.state.jwt_verifier
     try:
-        return verifier.verify(credentials.credentials)
+        return await verifier.verify(credentials.credentials)
     except InvalidToken as error:
         raise _unauthorized(f"invalid token: {error}") from error
 
