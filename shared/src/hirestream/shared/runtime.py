@@ -44,6 +44,7 @@ from hirestream.shared.storage.mongo import (
 )
 from hirestream.shared.web.auth import JwtVerifier
 from hirestream.shared.web.correlation import install_correlation
+from hirestream.shared.web.guard import RequestGuard
 from hirestream.shared.web.health import health_router
 from hirestream.shared.web.metrics import (
     CONSUMER_LAG,
@@ -255,8 +256,16 @@ class ServiceRuntime:
             audience=self.settings.jwt_audience,
         )
         install_problem_handlers(app)
-        install_metrics(app)
+        # Added innermost first: metrics see every response (413 and 429 too), and the
+        # guard's refusals carry the request's correlation id.
+        app.add_middleware(
+            RequestGuard,
+            max_body_bytes=self.settings.max_body_bytes,
+            max_json_depth=self.settings.max_json_depth,
+            write_limit=self.settings.rate_limit_writes,
+        )
         install_correlation(app)
+        install_metrics(app)
         app.include_router(
             health_router({"mongodb": self.check_mongodb, "kafka": self.check_kafka})
         )

@@ -1,0 +1,185 @@
+"""Abuse limits in front of every route: body size, JSON shape, and writes per client.
+
+- A body larger than `MAX_BODY_BYTES` gets 413 (checked on Content-Length and while reading).
+- JSON nested deeper than `MAX_JSON_DEPTH` gets 422 before it is parsed: a deep document would
+  otherwise exhaust the parser's recursion.
+- A JSON object key starting with `$` (a MongoDB operator such as `$ne` or `$where`), or a
+  query parameter name with `$`, `[` or `]` (the `a[$ne]=` smuggling form), gets 422. Dotted
+  keys are refused by the request models themselves (unknown fields are forbidden), and no
+  store uses a caller's key as a field path.
+- Writes (POST, PUT, PATCH, DELETE) are limited per client with the `limits` library's moving
+  window: 429 with `Retry-After`. The client is the token's subject when there is a token
+  (read unverified: it only picks the bucket), else the peer address. The counters live in the
+  process's memory, so the limit holds per replica: with N replicas a client may make up to N
+  times the limit; a shared store (Redis) is the upgrade when that matters.
+
+Hand-written as one small ASGI middleware because it must see the raw body before FastAPI
+parses it; the counting itself is the `limits` library's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jwt
+from limits import parse as parse_limit
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hirestream.shared.web.problems import Problem, problem_response
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_FORBIDDEN_QUERY_CHARACTERS = frozenset("$[]")
+
+
+class RequestGuard:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, max_json_depth: int, write_limit: str
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
+        self.write_limit = parse_limit(write_limit)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            self._check_query(scope)
+            if scope["method"] in WRITE_METHODS:
+                await self._check_rate(scope)
+            body = await self._read_body(scope, receive)
+            if body:
+                self._check_json(scope, body)
+        except Problem as problem:
+            await problem_response(problem)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _check_query(self, scope: Scope) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        for name, _ in parse_qsl(query, keep_blank_values=True):
+            if _FORBIDDEN_QUERY_CHARACTERS & set(name):
+                raise Problem(422, f"query parameter {name!r} is not accepted")
+
+    async def _check_rate(self, scope: Scope) -> None:
+        client = _client_of(scope)
+        if not await self.limiter.hit(self.write_limit, client):
+            reset_at, _ = await self.limiter.get_window_stats(self.write_limit, client)
+            retry_after = max(1, math.ceil(reset_at - time.time()))
+            raise Problem(
+                429,
+                f"too many writes: at most {self.write_limit} per client",
+                headers={"Retry-After": str(retry_after)},
+            )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large()
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    def _too_large(self) -> Problem:
+        return Problem(413, f"the request body is larger than {self.max_body_bytes} bytes")
+
+    def _check_json(self, scope: Scope, body: bytes) -> None:
+        content_type = dict(scope.get("headers", [])).get(b"content-type", b"").decode("latin-1")
+        if "json" not in content_type:
+            return
+        if json_depth(body) > self.max_json_depth:
+            raise Problem(422, f"JSON nested deeper than {self.max_json_depth} levels")
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return  # malformed JSON: FastAPI answers it with a 422 naming the position
+        if operator := first_operator_key(document):
+            raise Problem(
+                422,
+                f"field names starting with '$' are not accepted: {operator}",
+                errors=[{"field": operator, "message": "operator keys are not accepted"}],
+            )
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects, found without parsing (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def first_operator_key(document: Any, path: str = "") -> str | None:
+    """The path of the first object key that starts with '$' (or holds a NUL), if any."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            where = f"{path}.{key}" if path else key
+            if key.startswith("$") or "\x00" in key:
+                return where
+            if found := first_operator_key(value, where):
+                return found
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            if found := first_operator_key(value, f"{path}[{index}]"):
+                return found
+    return None
+
+
+def _client_of(scope: Scope) -> str:
+    authorization = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
+    if authorization.lower().startswith("bearer "):
+        try:
+            subject = jwt.decode(authorization[7:], options={"verify_signature": False}).get("sub")
+        except jwt.PyJWTError:
+            subject = None
+        if isinstance(subject, str) and subject:
+            return f"sub:{subject}"
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:unknown"
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """Hand the app the body we already read, then whatever the connection says next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
