@@ -17,6 +17,7 @@ import asyncio
 import importlib
 import inspect
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -38,8 +39,9 @@ K8S = ROOT / "deploy" / "k8s"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-# A stand-in for the one secret compose insists on; never a real one.
-FAKE_JWT_SECRET = "compose-config-test-" + "0" * 32
+# A stand-in for the one secret compose insists on, made per run: random, so that settings
+# which refuse placeholder-looking secrets outside development accept it.
+FAKE_JWT_SECRET = secrets.token_urlsafe(48)
 
 Document = dict[str, Any]
 

@@ -210,13 +210,13 @@ def test_network_policy_allows_what_the_service_needs(rendered: Rendered, servic
     assert allowed_ports(policy["ingress"]) == {("TCP", int(config["PORT"]))}
     egress = allowed_ports(policy["egress"])
     needed = {("UDP", 53), ("TCP", 53), ("TCP", 9092), ("TCP", 27017)}
-    assert needed <= egress, f"{service}: egress lacks {needed - egress}"
+    if config.get("JWT_JWKS_URL", "").startswith("https://"):
+        needed.add(("TCP", 443))  # the identity provider's key set
     if service == "notifications":
         # Email to the relay, and webhooks over https.
-        assert ("TCP", int(config["SMTP_PORT"])) in egress
-        assert ("TCP", 443) in egress
-    else:
-        assert egress == needed, f"{service}: egress beyond Kafka, MongoDB and DNS"
+        needed |= {("TCP", int(config["SMTP_PORT"])), ("TCP", 443)}
+    assert needed <= egress, f"{service}: egress lacks {needed - egress}"
+    assert egress - needed == set(), f"{service}: egress beyond what it needs"
 
 
 def test_webhook_egress_excludes_private_networks(rendered: Rendered) -> None:

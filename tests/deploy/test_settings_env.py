@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from tests.deploy.support import (
+    FAKE_JWT_SECRET,
     Document,
     Rendered,
     raw_compose_env,
@@ -21,28 +22,45 @@ from tests.deploy.support import (
     validate_settings,
 )
 
-NOT_USED_HERE = {
-    "KAFKA_SASL_MECHANISM": "Kafka is reached in plaintext inside the private network",
-    "KAFKA_SASL_USERNAME": "Kafka is reached in plaintext inside the private network",
-    "KAFKA_SASL_PASSWORD": "Kafka is reached in plaintext inside the private network",
-    "KAFKA_SSL_CAFILE": "Kafka is reached in plaintext inside the private network",
-    "JWT_JWKS_URL": "tokens are HS256 with JWT_SECRET (the code verifies no JWKS yet)",
-    "JWT_ISSUER": "not checked: development and service tokens carry no issuer",
-    "JWT_AUDIENCE": "not checked: development and service tokens carry no audience",
-}
+PLAIN_KAFKA = "Kafka is reached in plaintext inside the private network"
+SHARED_KEY = "HS256 tokens with JWT_SECRET (as ./dev.sh token mints them): no key set"
 
-# Deliberately absent, per deployment target.
-ABSENT_IN_COMPOSE = NOT_USED_HERE | {
-    "SMTP_USERNAME": "Mailpit needs no login",
-    "SMTP_PASSWORD": "Mailpit needs no login",
+# Deliberately absent, per deployment target (compose, and each Kubernetes overlay).
+ABSENT: dict[str, dict[str, str]] = {
+    "compose": {
+        "KAFKA_SASL_MECHANISM": PLAIN_KAFKA,
+        "KAFKA_SASL_USERNAME": PLAIN_KAFKA,
+        "KAFKA_SASL_PASSWORD": PLAIN_KAFKA,
+        "KAFKA_SSL_CAFILE": PLAIN_KAFKA,
+        "JWT_JWKS_URL": SHARED_KEY,
+        "JWT_ISSUER": SHARED_KEY + ", no issuer",
+        "JWT_AUDIENCE": SHARED_KEY + ", no audience",
+        "SMTP_USERNAME": "Mailpit needs no login",
+        "SMTP_PASSWORD": "Mailpit needs no login",
+    },
+    # In Kubernetes SMTP_USERNAME and SMTP_PASSWORD come from the optional Secret
+    # notifications-smtp: set when the relay wants a login, unset otherwise.
+    "dev": {
+        "KAFKA_SASL_MECHANISM": PLAIN_KAFKA,
+        "KAFKA_SASL_USERNAME": PLAIN_KAFKA,
+        "KAFKA_SASL_PASSWORD": PLAIN_KAFKA,
+        "KAFKA_SSL_CAFILE": PLAIN_KAFKA,
+        "JWT_JWKS_URL": SHARED_KEY,
+        "JWT_ISSUER": SHARED_KEY + ", no issuer",
+        "JWT_AUDIENCE": SHARED_KEY + ", no audience",
+    },
+    "prod": {
+        "KAFKA_SASL_MECHANISM": PLAIN_KAFKA,
+        "KAFKA_SASL_USERNAME": PLAIN_KAFKA,
+        "KAFKA_SASL_PASSWORD": PLAIN_KAFKA,
+        "KAFKA_SSL_CAFILE": PLAIN_KAFKA,
+        "JWT_SECRET": "tokens are verified against the identity provider's JWKS only",
+    },
 }
-# In Kubernetes SMTP_USERNAME and SMTP_PASSWORD are taken from the optional Secret
-# notifications-smtp: present when the relay wants a login, unset otherwise.
-ABSENT_IN_K8S = NOT_USED_HERE
 
 # Placeholders for the values Secrets hold, to check the rest of the settings validate.
 SECRET_PLACEHOLDERS = {
-    "JWT_SECRET": "k8s-test-secret-" + "0" * 32,
+    "JWT_SECRET": FAKE_JWT_SECRET,
     "MONGODB_URL": "mongodb://user:password@mongodb.example:27017/?replicaSet=rs0",
     "SMTP_USERNAME": "mailer",
     "SMTP_PASSWORD": "password",
@@ -51,12 +69,15 @@ SECRET_PLACEHOLDERS = {
 SERVICES = service_names()
 
 
-@pytest.mark.parametrize(
-    "absent", [ABSENT_IN_COMPOSE, ABSENT_IN_K8S], ids=["compose", "kubernetes"]
-)
-def test_only_optional_settings_may_be_absent(absent: dict[str, str]) -> None:
+def absent_in(target: str) -> dict[str, str]:
+    assert target in ABSENT, f"say which settings {target} leaves unset (ABSENT above)"
+    return ABSENT[target]
+
+
+@pytest.mark.parametrize("target", sorted(ABSENT))
+def test_only_optional_settings_may_be_absent(target: str) -> None:
     known = {name for service in SERVICES for name in settings_of(service)}
-    for name in absent:
+    for name in absent_in(target):
         assert name in known, f"{name} is listed as absent but no service reads it any more"
         for service in SERVICES:
             setting = settings_of(service).get(name)
@@ -68,10 +89,12 @@ def test_only_optional_settings_may_be_absent(absent: dict[str, str]) -> None:
 def test_compose_sets_every_setting(compose: Document, service: str) -> None:
     env = {key: str(value) for key, value in compose["services"][service]["environment"].items()}
     settings = settings_of(service)
-    missing = sorted(set(settings) - set(env) - set(ABSENT_IN_COMPOSE))
+    missing = sorted(set(settings) - set(env) - set(absent_in("compose")))
     assert missing == [], f"compose {service}: settings not set (add them or list them absent)"
     unknown = sorted(set(env) - set(settings))
     assert unknown == [], f"compose {service}: variables no setting reads (typo?)"
+    listed = sorted(set(env) & set(absent_in("compose")))
+    assert listed == [], f"compose {service}: set, yet listed as deliberately absent"
     validate_settings(service, env)  # raises with the variable's name if a value is malformed
 
 
@@ -94,10 +117,12 @@ def test_compose_writes_down_no_secret(service: str) -> None:
 def test_kubernetes_sets_every_setting(rendered: Rendered, service: str) -> None:
     settings = settings_of(service)
     names = rendered.env_names(service)
-    missing = sorted(set(settings) - names - set(ABSENT_IN_K8S))
+    missing = sorted(set(settings) - names - set(absent_in(rendered.name)))
     assert missing == [], f"{rendered.name}/{service}: settings in neither ConfigMap nor Secret"
     unknown = sorted(names - set(settings))
     assert unknown == [], f"{rendered.name}/{service}: variables no setting reads (typo?)"
+    listed = sorted(names & set(absent_in(rendered.name)))
+    assert listed == [], f"{rendered.name}/{service}: set, yet listed as deliberately absent"
     overlap = sorted(set(rendered.config(service)) & set(rendered.env(service)))
     assert overlap == [], f"{rendered.name}/{service}: set twice, env would hide the ConfigMap"
     env = rendered.config(service) | {
@@ -123,5 +148,6 @@ def test_kubernetes_secrets_come_from_secrets(rendered: Rendered, service: str) 
         assert "secretKeyRef" in entry.get("valueFrom", {}), (
             f"{service}: {name} is not a Secret ref"
         )
-    assert "JWT_SECRET" in env
     assert "MONGODB_URL" in env
+    # A token key source: the shared secret from a Secret, or the identity provider's key set.
+    assert "JWT_SECRET" in env or "JWT_JWKS_URL" in config
