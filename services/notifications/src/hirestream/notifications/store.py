@@ -167,31 +167,34 @@ class NotificationStore:
 
 
 class PreferenceStore:
+    """Stored as a list of {kind, channels}: event kinds contain dots, and a caller's words
+    never become field names in our documents."""
+
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
 
     async def get(self, recipient: str) -> Preferences:
         document = await self.collection.find_one({"_id": recipient})
-        return (
-            Preferences.model_validate({"channels": document["channels"]})
-            if document
-            else (Preferences())
-        )
+        return _preferences(document) if document else Preferences()
 
     async def get_many(self, recipients: list[str]) -> dict[str, Preferences]:
         found = self.collection.find({"_id": {"$in": recipients}})
-        return {
-            doc["_id"]: Preferences.model_validate({"channels": doc["channels"]})
-            async for doc in found
-        }
+        return {document["_id"]: _preferences(document) async for document in found}
 
     async def put(self, recipient: str, preferences: Preferences) -> None:
-        channels = {
-            kind: [c.value for c in chosen] for kind, chosen in preferences.channels.items()
-        }
+        chosen = [
+            {"kind": kind, "channels": [channel.value for channel in channels]}
+            for kind, channels in preferences.channels.items()
+        ]
         await self.collection.update_one(
-            {"_id": recipient}, {"$set": {"channels": channels}}, upsert=True
+            {"_id": recipient}, {"$set": {"chosen": chosen}}, upsert=True
         )
+
+
+def _preferences(document: Document) -> Preferences:
+    return Preferences.model_validate(
+        {"channels": {item["kind"]: item["channels"] for item in document.get("chosen", [])}}
+    )
 
 
 class AlertStore:
