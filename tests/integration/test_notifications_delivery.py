@@ -17,7 +17,7 @@ import email.policy
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any
 
@@ -161,6 +161,7 @@ def application_submitted(case: Case) -> CloudEvent[ApplicationSubmitted]:
 
 
 def status_changed(case: Case, to_status: ApplicationStatus) -> CloudEvent[Any]:
+    withdrawn = to_status is ApplicationStatus.WITHDRAWN
     data = ApplicationStatusChanged(
         application_id=case.application_id,
         posting_id=case.posting_id,
@@ -168,7 +169,8 @@ def status_changed(case: Case, to_status: ApplicationStatus) -> CloudEvent[Any]:
         candidate_id=case.candidate_id,
         from_status=ApplicationStatus.SUBMITTED,
         to_status=to_status,
-        changed_by=f"recruiter-{tag()}",
+        reason="Found another role" if withdrawn else None,
+        changed_by=case.candidate_id if withdrawn else f"recruiter-{tag()}",
         version=2,
         changed_at=utc_now(),
     )
@@ -184,11 +186,14 @@ async def announce_posting(
     mongo: AsyncMongoClient[Json],
     db: str,
     case: Case,
+    *,
+    with_contact_email: bool = True,
 ) -> None:
-    """Publish the case's posting (with its contact email) and wait until it was consumed, so
-    the application that follows can be told to the employer by email."""
+    """Publish the case's posting and wait until it was consumed, so that the application
+    that follows can name it (and, with a contact email, be told to the employer by email)."""
+    contact_email = case.contact_email if with_contact_email else None
     event = posting_created(
-        case.posting_id, case.org, title=case.title, contact_email=case.contact_email
+        case.posting_id, case.org, title=case.title, contact_email=contact_email
     )
     await publish(servers, event)
     announced = mongo[db]["announced_postings"]
@@ -218,7 +223,13 @@ async def wait_for_inbox(
         items = await inbox(client, headers, subject)
         return items if len(items) >= count else None
 
-    return await eventually(probe)
+    try:
+        return await eventually(probe)
+    except TimeoutError:
+        seen = [(item["kind"], item["title"]) for item in await inbox(client, headers, subject)]
+        raise AssertionError(
+            f"expected {count} inbox item(s) about {subject}, saw {seen}"
+        ) from None
 
 
 def mails_to(servers: Servers, address: str) -> list[EmailMessage]:
@@ -238,7 +249,10 @@ async def wait_for_mail(servers: Servers, address: str) -> list[EmailMessage]:
     async def probe() -> list[EmailMessage] | None:
         return mails_to(servers, address) or None
 
-    return await eventually(probe)
+    try:
+        return await eventually(probe)
+    except TimeoutError:
+        raise AssertionError(f"no email reached {address}") from None
 
 
 def delivered_about(records: list[Record], source_event_id: str) -> list[Json]:
@@ -611,51 +625,87 @@ async def test_preferences_for_an_unknown_event_kind_are_refused(
     assert [error["field"] for error in body["errors"]] == ["channels"]
 
 
+# --- status changes -----------------------------------------------------------------------
+
+
+async def test_a_status_change_tells_the_candidate_in_app_and_by_email(
+    notifications: httpx.AsyncClient,
+    servers: Servers,
+    mongo: AsyncMongoClient[Json],
+    notifications_db: str,
+) -> None:
+    # A posting without a contact email: the employer wants no email, which is optional.
+    case = new_case("Evelyn Boyd Granville")
+    await announce_posting(servers, mongo, notifications_db, case, with_contact_email=False)
+    await publish(servers, application_submitted(case))
+    await wait_for_inbox(notifications, case.candidate, case.application_id)
+
+    await publish(servers, status_changed(case, ApplicationStatus.SCREENING))
+    items = await wait_for_inbox(notifications, case.candidate, case.application_id, count=2)
+    assert items[0]["kind"] == "application.status_changed"
+    assert items[0]["title"] == f"Your application for {case.title}: screening"
+    subjects = {str(mail["Subject"]) for mail in await wait_for_mail(servers, case.email)}
+    assert f"Your application for {case.title}: screening" in subjects
+
+
+async def test_a_withdrawal_tells_the_employer_org(
+    notifications: httpx.AsyncClient,
+    servers: Servers,
+    mongo: AsyncMongoClient[Json],
+    notifications_db: str,
+) -> None:
+    case = new_case("Jean Bartik")
+    await announce_posting(servers, mongo, notifications_db, case)
+    await publish(servers, application_submitted(case))
+    await wait_for_inbox(notifications, case.employer, case.application_id)
+
+    await publish(servers, status_changed(case, ApplicationStatus.WITHDRAWN))
+    items = await wait_for_inbox(notifications, case.employer, case.application_id, count=2)
+    assert items[0]["kind"] == "application.status_changed"
+    assert items[0]["title"] == f"Application withdrawn: {case.title}"
+    assert items[0]["body"] == "Jean Bartik withdrew their application."
+
+
 # --- the inbox ----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-async def two_in_the_inbox(notifications: httpx.AsyncClient, servers: Servers) -> Case:
-    """A candidate told of an application, then (a moment later) of its status change."""
-    case = new_case("Dorothy Vaughan")
-    await publish(servers, application_submitted(case))
-    await wait_for_inbox(notifications, case.candidate, case.application_id)
-    await publish(servers, status_changed(case, ApplicationStatus.SCREENING))
-    await wait_for_inbox(notifications, case.candidate, case.application_id, count=2)
-    return case
+async def two_in_the_inbox(notifications: httpx.AsyncClient, servers: Servers) -> list[Case]:
+    """A candidate told of an application, then (a moment later) of a second one."""
+    first = new_case("Dorothy Vaughan")
+    second = replace(first, posting_id=new_id(), application_id=new_id())
+    for case in (first, second):
+        await publish(servers, application_submitted(case))
+        await wait_for_inbox(notifications, case.candidate, case.application_id)
+    return [first, second]
 
 
 async def test_the_inbox_lists_the_newest_first(
-    notifications: httpx.AsyncClient, two_in_the_inbox: Case
+    notifications: httpx.AsyncClient, two_in_the_inbox: list[Case]
 ) -> None:
-    items = await inbox(notifications, two_in_the_inbox.candidate)
-    assert [item["kind"] for item in items] == [
-        "application.status_changed",
-        "application.submitted",
-    ]
-    assert items[0]["title"] == "Your application for posting " + (
-        f"{two_in_the_inbox.posting_id}: screening"
-    )
+    first, second = two_in_the_inbox
+    items = await inbox(notifications, first.candidate)
+    assert [item["subject"] for item in items] == [second.application_id, first.application_id]
     assert items[0]["created_at"] > items[1]["created_at"]
 
 
 async def test_the_inbox_pages_with_its_cursor(
-    notifications: httpx.AsyncClient, two_in_the_inbox: Case
+    notifications: httpx.AsyncClient, two_in_the_inbox: list[Case]
 ) -> None:
-    candidate = two_in_the_inbox.candidate
-    first = await notifications.get("/notifications", params={"limit": 1}, headers=candidate)
-    assert first.status_code == 200, first.text
-    cursor = first.json()["next_cursor"]
+    first, second = two_in_the_inbox
+    one = await notifications.get("/notifications", params={"limit": 1}, headers=first.candidate)
+    assert one.status_code == 200, one.text
+    cursor = one.json()["next_cursor"]
     assert cursor is not None
-    second = await notifications.get(
-        "/notifications", params={"limit": 1, "cursor": cursor}, headers=candidate
+    two = await notifications.get(
+        "/notifications", params={"limit": 1, "cursor": cursor}, headers=first.candidate
     )
-    assert second.status_code == 200, second.text
-    assert [item["kind"] for item in first.json()["items"] + second.json()["items"]] == [
-        "application.status_changed",
-        "application.submitted",
+    assert two.status_code == 200, two.text
+    assert [item["subject"] for item in one.json()["items"] + two.json()["items"]] == [
+        second.application_id,
+        first.application_id,
     ]
-    assert second.json()["next_cursor"] is None
+    assert two.json()["next_cursor"] is None
 
 
 async def test_marking_a_notification_read(
@@ -848,7 +898,7 @@ async def test_a_webhook_delivered_on_the_third_attempt_is_reported_delivered_on
     servers: Servers, failed_twice_then_delivered: FlakyDelivery
 ) -> None:
     flaky = failed_twice_then_delivered
-    delivered = await settled_deliveries(servers, flaky.event.id, expected=5)
+    delivered = await settled_deliveries(servers, flaky.event.id, expected=4)
     webhook = [data for data in delivered if data["channel"] == "webhook"]
     assert len(webhook) == 1
     assert webhook[0]["outcome"] == "delivered"
@@ -884,7 +934,7 @@ async def test_a_receiver_that_always_fails_ends_failed_after_the_last_attempt(
         event = application_submitted(case)
         await publish(servers, event)
         delivery = await wait_for_final_delivery(notifications, case.org, webhook["webhook_id"])
-        delivered = await settled_deliveries(servers, event.id, expected=5)
+        delivered = await settled_deliveries(servers, event.id, expected=4)
 
     assert delivery["status"] == "failed"
     assert [attempt["ok"] for attempt in delivery["attempts"]] == [False] * MAX_ATTEMPTS
