@@ -34,6 +34,7 @@ from hirestream.shared.events.types import utc_now
 from hirestream.shared.logging import configure_logging
 from hirestream.shared.messaging.broker import kafka_security, make_broker
 from hirestream.shared.messaging.outbox import OutboxRelay, OutboxTiming
+from hirestream.shared.privacy import ERASURES, ErasureLedger
 from hirestream.shared.settings import ServiceSettings, load_settings
 from hirestream.shared.storage.mongo import (
     CollectionIndexes,
@@ -99,6 +100,13 @@ class ServiceRuntime:
                 schema=CloudEvent[event_type.payload],  # type: ignore[name-defined]
             )
 
+    def erasure_ledger(self) -> ErasureLedger:
+        """This service's record of candidate erasures, with its own outbox relay."""
+        collection = self.db[ERASURES]
+        return ErasureLedger(
+            collection, self.outbox_relay(collection), service=self.name, source=self.source
+        )
+
     def outbox_relay(self, collection: AsyncCollection[Document]) -> OutboxRelay:
         timing = OutboxTiming(lease=timedelta(seconds=self.settings.outbox_lease_s))
         relay = OutboxRelay(collection, self._publish, timing)
@@ -110,6 +118,16 @@ class ServiceRuntime:
     ) -> None:
         await self.broker.publish(value, topic, key=key, headers=dict(headers))
         EVENTS_PUBLISHED.labels(topic).inc()
+
+    @property
+    def personal_data_topics(self) -> set[str]:
+        return {
+            event_type.topic
+            for event_type in (*self.published, *self.consumed)
+            if event_type.carries_personal_data
+        } | {
+            event_type.dlq_topic for event_type in self.consumed if event_type.carries_personal_data
+        }
 
     @property
     def topics(self) -> list[str]:
@@ -184,12 +202,18 @@ class ServiceRuntime:
                                 name,
                                 num_partitions=self.settings.kafka_topic_partitions,
                                 replication_factor=self.settings.kafka_topic_replication,
+                                topic_configs=self._topic_config(name),
                             )
                             for name in missing
                         ]
                     )
         finally:
             await admin.close()
+
+    def _topic_config(self, topic: str) -> dict[str, str]:
+        if topic in self.personal_data_topics:
+            return {"retention.ms": str(self.settings.kafka_personal_data_retention_ms)}
+        return {}
 
     async def stop(self) -> None:
         timeout = self.settings.shutdown_timeout_s

@@ -61,6 +61,9 @@ class ServiceSettings(BaseSettings):
     # topics are managed (Strimzi KafkaTopic resources) they already exist.
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_topic_replication: int = Field(default=1, ge=1)
+    # Retention of topics whose events carry personal data (30 days): the bound on how long
+    # an erased candidate's name can still be read from Kafka.
+    kafka_personal_data_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=60_000)
 
     mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
     mongodb_database: DatabaseName = "hirestream"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +22,7 @@ from hirestream.applications.domain import (
 from hirestream.applications.store import (
     ApplicationStore,
     DuplicateApplication,
+    ErasureRequestStore,
     PostingReadModel,
 )
 from hirestream.shared.events.applications import (
@@ -28,7 +30,12 @@ from hirestream.shared.events.applications import (
     APPLICATION_SUBMITTED,
     ApplicationStatus,
 )
-from hirestream.shared.events.types import utc_now
+from hirestream.shared.events.privacy import (
+    CANDIDATE_ERASURE_REQUESTED,
+    ERASING_SERVICES,
+    CandidateErasureRequested,
+)
+from hirestream.shared.events.types import UtcDateTime, utc_now
 from hirestream.shared.messaging.outbox import OutboxRelay
 from hirestream.shared.storage.mongo import Document
 from hirestream.shared.storage.pagination import InvalidCursor
@@ -247,5 +254,86 @@ def applications_router(
         raise Problem(
             409, "the application keeps changing; try again", headers={"Retry-After": "1"}
         )
+
+    return router
+
+
+class ErasureStatus(BaseModel):
+    request_id: str
+    candidate_id: str
+    status: str = Field(description="pending until every service confirmed, then complete")
+    requested_at: UtcDateTime
+    confirmations: list[dict[str, Any]]
+    waiting_for: list[str]
+
+
+def erasure_status(document: Document) -> ErasureStatus:
+    confirmed = {item["service"] for item in document.get("confirmations", [])}
+    waiting = [service for service in ERASING_SERVICES if service not in confirmed]
+    return ErasureStatus(
+        request_id=document["_id"],
+        candidate_id=document["candidate_id"],
+        status="complete" if not waiting else "pending",
+        requested_at=document["requested_at"],
+        confirmations=sorted(document.get("confirmations", []), key=lambda c: c["service"]),
+        waiting_for=waiting,
+    )
+
+
+def privacy_router(requests: ErasureRequestStore, relay: OutboxRelay, *, source: str) -> APIRouter:
+    router = APIRouter(tags=["privacy"])
+
+    def authorise(candidate_id: str, caller: Principal) -> None:
+        if not (
+            caller.is_admin or (caller.role is Role.CANDIDATE and caller.user_id == candidate_id)
+        ):
+            raise Problem(403, "only the candidate themself, or an admin, may do this")
+
+    @router.post(
+        "/candidates/{candidate_id}/erasure",
+        status_code=202,
+        summary="Erase a candidate's personal data in every service (the candidate, or admin)",
+        responses=_responses(401, 403),
+    )
+    async def request_erasure(
+        candidate_id: str, caller: Authenticated, request: Request, response: Response
+    ) -> ErasureStatus:
+        authorise(candidate_id, caller)
+        response.headers["Location"] = f"/candidates/{candidate_id}/erasure"
+        latest = await requests.latest_for(candidate_id)
+        if latest is not None and erasure_status(latest).status == "pending":
+            return erasure_status(latest)  # one request at a time: this one is under way
+        now = utc_now()
+        document = {
+            "_id": str(uuid.uuid4()),
+            "candidate_id": candidate_id,
+            "requested_by": caller.user_id,
+            "requested_at": now,
+        }
+        event = CANDIDATE_ERASURE_REQUESTED.new(
+            CandidateErasureRequested(
+                candidate_id=candidate_id,
+                request_id=document["_id"],
+                requested_by=caller.user_id,
+                requested_at=now,
+            ),
+            source=source,
+            correlation_id=request.state.correlation_id,
+        )
+        await requests.create(document, [event])
+        relay.notify(document["_id"])
+        return erasure_status({**document, "confirmations": []})
+
+    @router.get(
+        "/candidates/{candidate_id}/erasure",
+        summary="The status of the latest erasure request (the candidate, or admin)",
+        responses=_responses(401, 403, 404),
+    )
+    async def get_erasure(candidate_id: str, caller: Authenticated) -> ErasureStatus:
+        authorise(candidate_id, caller)
+        latest = await requests.latest_for(candidate_id)
+        if latest is None:
+            raise Problem(404, f"no erasure was requested for candidate {candidate_id}")
+        return erasure_status(latest)
 
     return router

@@ -8,7 +8,11 @@ import structlog
 from faststream.kafka import KafkaBroker
 
 from hirestream.applications.domain import PostingView
-from hirestream.applications.store import PostingReadModel
+from hirestream.applications.store import (
+    ApplicationStore,
+    ErasureRequestStore,
+    PostingReadModel,
+)
 from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.events.postings import (
     POSTING_CLOSED,
@@ -17,7 +21,9 @@ from hirestream.shared.events.postings import (
     PostingClosed,
     PostingSnapshot,
 )
+from hirestream.shared.events.privacy import CANDIDATE_ERASED, ERASING_SERVICES, CandidateErased
 from hirestream.shared.messaging.consuming import subscribe
+from hirestream.shared.privacy import ErasureLedger, register_erasure
 
 GROUP_ID = "applications.postings-read-model"
 
@@ -45,3 +51,37 @@ def register_consumers(broker: KafkaBroker, read_model: PostingReadModel) -> Non
 
     for event_type in POSTING_EVENTS:
         subscribe(broker, event_type, group_id=GROUP_ID, handle=on_posting_event)
+
+
+PRIVACY_GROUP_ID = "applications.privacy"
+ERASURE_STATUS_GROUP_ID = "applications.erasure-status"
+KEPT = ["status history", "timestamps", "match scores", "skills", "consent records"]
+
+
+def register_privacy_consumers(
+    broker: KafkaBroker,
+    ledger: ErasureLedger,
+    applications: ApplicationStore,
+    requests: ErasureRequestStore,
+) -> None:
+    async def anonymise(candidate_id: str) -> dict[str, int]:
+        return {"applications": await applications.anonymise_candidate(candidate_id)}
+
+    register_erasure(broker, ledger, group_id=PRIVACY_GROUP_ID, anonymise=anonymise, kept=KEPT)
+
+    async def on_erased(event: CloudEvent[Any]) -> None:
+        erased: CandidateErased = event.data
+        if erased.service not in ERASING_SERVICES:
+            log.warning("erasure.unknown_service", service=erased.service)
+            return
+        await requests.confirm(
+            erased.request_id,
+            {
+                "service": erased.service,
+                "erased_at": erased.erased_at,
+                "anonymised": erased.anonymised,
+                "kept": erased.kept,
+            },
+        )
+
+    subscribe(broker, CANDIDATE_ERASED, group_id=ERASURE_STATUS_GROUP_ID, handle=on_erased)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +26,7 @@ from hirestream.shared.events.applications import (
     ApplicationStatusChanged,
     ApplicationSubmitted,
     Candidate,
+    Consent,
     Match,
 )
 from hirestream.shared.events.postings import (
@@ -158,6 +159,19 @@ def match_skills(candidate_skills: list[str], posting_skills: list[str]) -> Matc
 # ----------------------------------------------------------------------------- applications
 
 
+class ConsentForm(BaseModel):
+    """Consent as the candidate gives it: processing is required to apply at all."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    processing: Literal[True] = Field(
+        description="I agree to the processing of my personal data for this application"
+    )
+    keep_profile: bool = Field(
+        default=False, description="Keep my profile to consider me for future roles"
+    )
+
+
 class ApplicationForm(BaseModel):
     """What a candidate sends: the body of `POST /postings/{posting_id}/applications`."""
 
@@ -170,6 +184,7 @@ class ApplicationForm(BaseModel):
         default_factory=list
     )
     cover_letter: str | None = Field(default=None, max_length=10_000)
+    consent: ConsentForm | None = None  # TEMPORARY: becomes required once all clients send it
 
 
 class PostingNotOpen(Exception):
@@ -199,11 +214,13 @@ class Application(BaseModel):
     cover_letter: str | None = None
     skills: list[str]
     match: Match
+    consent: Consent | None = None
     status: ApplicationStatus
     version: int = Field(ge=1)
     submitted_at: UtcDateTime
     updated_at: UtcDateTime
     history: list[StatusChange] = Field(default_factory=list)
+    anonymised: bool = False
 
     @classmethod
     def submit(
@@ -226,6 +243,13 @@ class Application(BaseModel):
             cover_letter=form.cover_letter,
             skills=form.skills,
             match=match_skills(form.skills, posting.skills or []),
+            consent=Consent(
+                processing=form.consent.processing,
+                keep_profile=form.consent.keep_profile,
+                given_at=now,
+            )
+            if form.consent
+            else None,
             status=ApplicationStatus.SUBMITTED,
             version=1,
             submitted_at=now,

@@ -13,6 +13,7 @@ Indexes of `applications` and what each serves:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -23,17 +24,32 @@ from pymongo.errors import DuplicateKeyError
 
 from hirestream.applications.domain import Application, PostingView
 from hirestream.shared.events.applications import ApplicationStatus
+from hirestream.shared.events.applications import ApplicationStatus as S
 from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.messaging.outbox import (
     OUTBOX_INDEX,
     append_outbox_update,
     new_outbox_fields,
 )
+from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
 from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
 APPLICATIONS = "applications"
 POSTINGS_VIEW = "postings_view"
+ERASURE_REQUESTS = "erasure_requests"
+FINAL_STATUSES = [status.value for status in (S.HIRED, S.REJECTED, S.WITHDRAWN)]
+
+# What anonymising an application overwrites: everything that names or reaches the person.
+# Kept: ids, posting, org, skills, match score, consent, statuses and their history, times.
+ANONYMOUS_FIELDS: Document = {
+    "candidate.name": ERASED_NAME,
+    "candidate.email": ERASED_EMAIL,
+    "resume_url": "",
+    "cover_letter": None,
+    "idempotency": None,  # holds a copy of the first response, personal data included
+    "anonymised": True,
+}
 CANDIDATE_ID = "candidate.candidate_id"
 NEWEST = newest_first("submitted_at")
 
@@ -52,6 +68,14 @@ INDEXES = [
                 name="org_newest",
             ),
             IndexModel(NEWEST, name="newest"),
+            IndexModel([("status", 1), ("updated_at", 1)], name="final_oldest"),  # retention
+            IndexModel(OUTBOX_INDEX, name="outbox_due"),
+        ],
+    ),
+    CollectionIndexes(
+        ERASURE_REQUESTS,
+        [
+            IndexModel([("candidate_id", 1), ("requested_at", DESCENDING)], name="candidate"),
             IndexModel(OUTBOX_INDEX, name="outbox_due"),
         ],
     ),
@@ -134,6 +158,34 @@ class ApplicationStore:
         )
         return result.modified_count == 1
 
+    async def anonymise_candidate(self, candidate_id: str) -> int:
+        """Anonymise every application of a candidate (erasure); idempotent."""
+        result = await self.collection.update_many(
+            {CANDIDATE_ID: candidate_id}, {"$set": ANONYMOUS_FIELDS}
+        )
+        return result.matched_count
+
+    async def anonymise_expired(self, cutoff: datetime) -> int:
+        """Retention: anonymise the final applications last changed before `cutoff`, of
+        candidates who have not applied again since (a new application restarts the clock).
+        (MongoDB's $group with $max would find those candidates in one query; FerretDB v1
+        lacks it, so the check is one indexed lookup per candidate.)"""
+        expired = {"status": {"$in": FINAL_STATUSES}, "updated_at": {"$lt": cutoff}}
+        not_yet = {"anonymised": {"$ne": True}}
+        candidates = await self.collection.distinct(CANDIDATE_ID, {**expired, **not_yet})
+        anonymised = 0
+        for candidate_id in candidates:
+            if await self.collection.find_one(
+                {CANDIDATE_ID: candidate_id, "submitted_at": {"$gte": cutoff}}
+            ):
+                continue
+            result = await self.collection.update_many(
+                {**expired, **not_yet, CANDIDATE_ID: candidate_id},
+                {"$set": ANONYMOUS_FIELDS},
+            )
+            anonymised += result.modified_count
+        return anonymised
+
     async def list(
         self,
         *,
@@ -194,3 +246,27 @@ class PostingReadModel:
         if document is None:
             return None
         return PostingView.model_validate({**document, "posting_id": document["_id"]})
+
+
+class ErasureRequestStore:
+    """Erasure requests and the confirmations of each service."""
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    async def create(self, request: Document, events: list[CloudEvent[Any]]) -> None:
+        await self.collection.insert_one(
+            {**request, "confirmations": [], **new_outbox_fields(events)}
+        )
+
+    async def latest_for(self, candidate_id: str) -> Document | None:
+        return await self.collection.find_one(
+            {"candidate_id": candidate_id}, sort=[("requested_at", DESCENDING)]
+        )
+
+    async def confirm(self, request_id: str, confirmation: Document) -> None:
+        """Add one service's confirmation; a redelivered one is the same value, and
+        $addToSet adds it once."""
+        await self.collection.update_one(
+            {"_id": request_id}, {"$addToSet": {"confirmations": confirmation}}
+        )

@@ -60,6 +60,16 @@ class Webhook(BaseModel):
     created_at: UtcDateTime
 
 
+class AlertPage(BaseModel):
+    items: list[Alert]
+    next_cursor: str | None
+
+
+class WebhookPage(BaseModel):
+    items: list[Webhook]
+    next_cursor: str | None
+
+
 class DeliveryAttempt(BaseModel):
     number: int
     at: UtcDateTime
@@ -147,8 +157,16 @@ def notifications_router(
         return _alert(document)
 
     @router.get("/alerts", tags=["alerts"], summary="The caller's saved job searches")
-    async def list_alerts(candidate: Candidate) -> list[Alert]:
-        return [_alert(document) for document in await alerts.of_candidate(candidate.user_id)]
+    async def list_alerts(
+        candidate: Candidate, limit: Limit = 20, cursor: Cursor = None
+    ) -> AlertPage:
+        try:
+            documents, next_cursor = await alerts.of_candidate(
+                candidate.user_id, limit=limit, cursor=cursor
+            )
+        except InvalidCursor as error:
+            raise Problem(422, "cursor is not one this service returned") from error
+        return AlertPage(items=[_alert(d) for d in documents], next_cursor=next_cursor)
 
     @router.delete("/alerts/{alert_id}", status_code=204, tags=["alerts"], summary="Delete one")
     async def delete_alert(alert_id: str, candidate: Candidate) -> Response:
@@ -172,8 +190,16 @@ def notifications_router(
         return _webhook(document)
 
     @router.get("/webhooks", tags=["webhooks"], summary="The caller's webhooks")
-    async def list_webhooks(caller: EmployerOrAdmin) -> list[Webhook]:
-        return [_webhook(document) for document in await webhooks.of_owner(_webhook_owner(caller))]
+    async def list_webhooks(
+        caller: EmployerOrAdmin, limit: Limit = 20, cursor: Cursor = None
+    ) -> WebhookPage:
+        try:
+            documents, next_cursor = await webhooks.of_owner(
+                _webhook_owner(caller), limit=limit, cursor=cursor
+            )
+        except InvalidCursor as error:
+            raise Problem(422, "cursor is not one this service returned") from error
+        return WebhookPage(items=[_webhook(d) for d in documents], next_cursor=next_cursor)
 
     @router.delete(
         "/webhooks/{webhook_id}", status_code=204, tags=["webhooks"], summary="Delete one"

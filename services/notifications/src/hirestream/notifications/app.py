@@ -36,6 +36,8 @@ from hirestream.shared.events.applications import (
 )
 from hirestream.shared.events.notifications import NOTIFICATION_DELIVERED
 from hirestream.shared.events.postings import POSTING_CREATED
+from hirestream.shared.events.privacy import CANDIDATE_ERASED, CANDIDATE_ERASURE_REQUESTED
+from hirestream.shared.privacy import ERASURE_INDEXES
 from hirestream.shared.runtime import ServiceRuntime
 from hirestream.shared.settings import DatabaseName, Port, ServiceSettings
 
@@ -60,9 +62,14 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     runtime = ServiceRuntime(
         settings,
         name="notifications",
-        published=[NOTIFICATION_DELIVERED],
-        consumed=[POSTING_CREATED, APPLICATION_SUBMITTED, APPLICATION_STATUS_CHANGED],
-        indexes=INDEXES,
+        published=[NOTIFICATION_DELIVERED, CANDIDATE_ERASED],
+        consumed=[
+            POSTING_CREATED,
+            APPLICATION_SUBMITTED,
+            APPLICATION_STATUS_CHANGED,
+            CANDIDATE_ERASURE_REQUESTED,
+        ],
+        indexes=[*INDEXES, ERASURE_INDEXES],
     )
     db = runtime.db
     notifications = NotificationStore(db[NOTIFICATIONS])
@@ -100,6 +107,7 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         facts=FactStore(db),
         relay=relay,
         worker=worker,
+        erasures=runtime.erasure_ledger(),
         source=runtime.source,
     )
     register_consumers(runtime.broker, notifier)

@@ -22,6 +22,7 @@ from hirestream.notifications.domain import (
     ApplicationFacts,
     PlannedNotification,
     notification_id,
+    org_recipient,
     plan_application_submitted,
     plan_posting_created,
     plan_status_changed,
@@ -50,6 +51,7 @@ from hirestream.shared.events.postings import POSTING_CREATED, PostingCreated
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.consuming import subscribe
 from hirestream.shared.messaging.outbox import OutboxRelay
+from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME, ErasureLedger, register_erasure
 
 GROUP_ID = "notifications"
 FACTS_PATIENCE_ROUNDS = 10
@@ -69,7 +71,18 @@ class Notifier:
     facts: FactStore
     relay: OutboxRelay
     worker: DeliveryWorker
+    erasures: ErasureLedger
     source: str
+
+    async def anonymise_candidate(self, candidate_id: str) -> dict[str, int]:
+        application_ids = await self.facts.anonymise_candidate(candidate_id)
+        return {
+            "applications_seen": len(application_ids),
+            "notifications": await self.notifications.anonymise_candidate(
+                candidate_id, application_ids
+            ),
+            "alerts": await self.alerts.delete_of_candidate(candidate_id),
+        }
 
     async def on_posting_created(self, event: CloudEvent[Any]) -> None:
         posting: PostingCreated = event.data
@@ -82,6 +95,16 @@ class Notifier:
 
     async def on_application_submitted(self, event: CloudEvent[Any]) -> None:
         application: ApplicationSubmitted = event.data
+        if await self.erasures.is_erased(application.candidate.candidate_id):
+            # A replay of an event from before the erasure: it must not bring the person back.
+            application = application.model_copy(
+                update={
+                    "candidate": application.candidate.model_copy(
+                        update={"name": ERASED_NAME, "email": ERASED_EMAIL}
+                    )
+                }
+            )
+            event = event.model_copy(update={"data": application})
         posting = await self.facts.posting(application.posting_id) or {}
         await self.facts.remember_application(
             ApplicationFacts(
@@ -129,8 +152,11 @@ class Notifier:
         made = 0
         for planned in plan:
             made += await self._store(event, planned)
+        org_preferences = await self.preferences.get(org_recipient(org))
         for webhook in await self.webhooks.subscribed(event.type, org):
-            made += await self._store_webhook(event, webhook)
+            # An org's webhooks follow its preferences; an admin's (org None) always deliver.
+            if webhook.get("org") is None or org_preferences.wants(event.type, Channel.WEBHOOK):
+                made += await self._store_webhook(event, webhook)
         if made:
             self.worker.wake()
         log.info("notifications.made", kind=event.type, planned=len(plan), new=made)
@@ -192,7 +218,18 @@ class Notifier:
         return int(await self.notifications.create(document, []))
 
 
+PRIVACY_GROUP_ID = "notifications.privacy"
+KEPT = ["notification counts and kinds", "delivery outcomes and attempts", "preferences"]
+
+
 def register_consumers(broker: KafkaBroker, notifier: Notifier) -> None:
+    register_erasure(
+        broker,
+        notifier.erasures,
+        group_id=PRIVACY_GROUP_ID,
+        anonymise=notifier.anonymise_candidate,
+        kept=KEPT,
+    )
     subscribe(broker, POSTING_CREATED, group_id=GROUP_ID, handle=notifier.on_posting_created)
     subscribe(
         broker, APPLICATION_SUBMITTED, group_id=GROUP_ID, handle=notifier.on_application_submitted

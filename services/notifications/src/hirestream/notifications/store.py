@@ -17,13 +17,14 @@ Collections, their indexes, and what each index serves:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import DESCENDING, IndexModel, ReturnDocument
+from pymongo import IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -46,6 +47,7 @@ from hirestream.shared.messaging.outbox import (
     append_outbox_update,
     new_outbox_fields,
 )
+from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
 from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
@@ -65,6 +67,7 @@ INDEXES = [
             IndexModel([("recipient", 1), ("channel", 1), *NEWEST], name="inbox_newest"),
             IndexModel([(DUE, 1)], name="delivery_due"),
             IndexModel([("webhook_id", 1), *NEWEST], name="webhook_newest"),
+            IndexModel([("subject", 1)], name="subject"),  # erasure finds what concerns one
             IndexModel(OUTBOX_INDEX, name="outbox_due"),
         ],
     ),
@@ -72,17 +75,44 @@ INDEXES = [
         ALERTS,
         [
             IndexModel([("anchor", 1)], name="anchor"),
-            IndexModel([("candidate_id", 1), ("created_at", DESCENDING)], name="candidate_newest"),
+            IndexModel([("candidate_id", 1), *NEWEST], name="candidate_newest"),
         ],
     ),
     CollectionIndexes(
         WEBHOOKS,
         [
             IndexModel([("event_types", 1), ("org", 1)], name="subscribed"),
-            IndexModel([("owner", 1), ("created_at", DESCENDING)], name="owner_newest"),
+            IndexModel([("owner", 1), *NEWEST], name="owner_newest"),
         ],
     ),
 ]
+
+
+ANONYMOUS_BODY = "A candidate's application (their personal data was erased)."
+
+
+def anonymised_payload(payload: str) -> str:
+    """A stored webhook payload (a CloudEvent) without the candidate's name and address."""
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return ""
+    candidate = event.get("data", {}).get("candidate")
+    if isinstance(candidate, dict):
+        candidate.update({"name": ERASED_NAME, "email": ERASED_EMAIL})
+    for personal in ("resume_url", "cover_letter"):
+        if personal in event.get("data", {}):
+            event["data"][personal] = None
+    return json.dumps(event, separators=(",", ":"))
+
+
+async def _page(
+    collection: AsyncCollection[Document], query: Document, limit: int, cursor: str | None
+) -> tuple[list[Document], str | None]:
+    if cursor:
+        query = {**query, **after_cursor("created_at", cursor)}
+    documents = await collection.find(query).sort(NEWEST).limit(limit + 1).to_list()
+    return page_of(documents, limit, "created_at")
 
 
 def _object_id(value: str) -> ObjectId | None:
@@ -156,6 +186,31 @@ class NotificationStore:
             update["$push"] = {**update["$push"], **outbox["$push"]}
         await self.collection.update_one({"_id": notification_id}, update)
 
+    async def anonymise_candidate(self, candidate_id: str, application_ids: list[str]) -> int:
+        """Erasure: no address of the candidate, no name in anyone's notification about their
+        applications, no personal data in stored webhook payloads. Idempotent."""
+        changed = 0
+        result = await self.collection.update_many(
+            {"recipient": f"user:{candidate_id}", "email": {"$ne": None}},
+            {"$set": {"email": None}},
+        )
+        changed += result.modified_count
+        if not application_ids:
+            return changed
+        about = self.collection.find({"subject": {"$in": application_ids}})
+        async for document in about:
+            update: Document = {}
+            if not document["recipient"].startswith("user:"):
+                update["body"] = ANONYMOUS_BODY
+                if document.get("email"):
+                    update["email"] = document["email"]  # the employer's address stays
+            if document.get("payload"):
+                update["payload"] = anonymised_payload(document["payload"])
+            if update and any(document.get(k) != v for k, v in update.items()):
+                await self.collection.update_one({"_id": document["_id"]}, {"$set": update})
+                changed += 1
+        return changed
+
     async def deliveries(
         self, webhook_id: str, *, limit: int, cursor: str | None
     ) -> tuple[list[Document], str | None]:
@@ -212,12 +267,10 @@ class AlertStore:
         await self.collection.insert_one(document)
         return document
 
-    async def of_candidate(self, candidate_id: str) -> list[Document]:
-        return (
-            await self.collection.find({"candidate_id": candidate_id})
-            .sort("created_at", DESCENDING)
-            .to_list()
-        )
+    async def of_candidate(
+        self, candidate_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[Document], str | None]:
+        return await _page(self.collection, {"candidate_id": candidate_id}, limit, cursor)
 
     async def delete(self, candidate_id: str, alert_id: str) -> bool:
         object_id = _object_id(alert_id)
@@ -225,6 +278,11 @@ class AlertStore:
             return False
         result = await self.collection.delete_one({"_id": object_id, "candidate_id": candidate_id})
         return result.deleted_count == 1
+
+    async def delete_of_candidate(self, candidate_id: str) -> int:
+        """Erasure: a saved search holds an email address and a person's wishes."""
+        result = await self.collection.delete_many({"candidate_id": candidate_id})
+        return result.deleted_count
 
     async def matching(self, posting: PostingCreated) -> list[tuple[str, str | None]]:
         """(candidate id, alert email) of every alert the posting matches. Reads only the
@@ -258,8 +316,10 @@ class WebhookStore:
         await self.collection.insert_one(document)
         return document
 
-    async def of_owner(self, owner: str) -> list[Document]:
-        return await self.collection.find({"owner": owner}).sort("created_at", DESCENDING).to_list()
+    async def of_owner(
+        self, owner: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[Document], str | None]:
+        return await _page(self.collection, {"owner": owner}, limit, cursor)
 
     async def get(self, owner: str, webhook_id: str) -> Document | None:
         object_id = _object_id(webhook_id)
@@ -318,9 +378,27 @@ class FactStore:
             {"_id": application_id}, {"$setOnInsert": fields}, upsert=True
         )
 
+    async def anonymise_candidate(self, candidate_id: str) -> list[str]:
+        """Erasure: blank the candidate's name and address; returns their application ids."""
+        ids = [d["_id"] async for d in self.applications.find({"candidate_id": candidate_id})]
+        await self.applications.update_many(
+            {"candidate_id": candidate_id},
+            {"$set": {"candidate_name": ERASED_NAME, "candidate_email": ERASED_EMAIL}},
+        )
+        return ids
+
     async def application(self, application_id: str) -> ApplicationFacts | None:
         document = await self.applications.find_one({"_id": application_id})
         if document is None:
             return None
-        fields = {name: value for name, value in document.items() if name != "_id"}
-        return ApplicationFacts(application_id=application_id, **fields)
+        # .get: FerretDB leaves out the None fields of a $setOnInsert upsert.
+        return ApplicationFacts(
+            application_id=application_id,
+            candidate_id=document["candidate_id"],
+            candidate_name=document.get("candidate_name", ERASED_NAME),
+            candidate_email=document.get("candidate_email", ERASED_EMAIL),
+            posting_id=document.get("posting_id", ""),
+            posting_title=document.get("posting_title"),
+            org=document.get("org", ""),
+            contact_email=document.get("contact_email"),
+        )

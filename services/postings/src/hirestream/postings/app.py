@@ -5,8 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from hirestream.postings.api import postings_router
+from hirestream.postings.consumers import register_consumers
 from hirestream.postings.store import COLLECTION, INDEXES, PostingStore
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
+from hirestream.shared.events.privacy import CANDIDATE_ERASED, CANDIDATE_ERASURE_REQUESTED
+from hirestream.shared.privacy import ERASURE_INDEXES
 from hirestream.shared.runtime import ServiceRuntime
 from hirestream.shared.settings import DatabaseName, Port, ServiceSettings
 
@@ -20,10 +23,12 @@ def create_app(settings: PostingsSettings) -> FastAPI:
     runtime = ServiceRuntime(
         settings,
         name="postings",
-        published=[POSTING_CREATED, POSTING_UPDATED, POSTING_CLOSED],
-        indexes=INDEXES,
+        published=[POSTING_CREATED, POSTING_UPDATED, POSTING_CLOSED, CANDIDATE_ERASED],
+        consumed=[CANDIDATE_ERASURE_REQUESTED],
+        indexes=[*INDEXES, ERASURE_INDEXES],
     )
     store = PostingStore(runtime.db[COLLECTION])
+    register_consumers(runtime.broker, runtime.erasure_ledger())
     relay = runtime.outbox_relay(store.collection)
     return runtime.http_app(
         [postings_router(store, relay, source=runtime.source)],

@@ -38,6 +38,16 @@ class Match(_Payload):
     missing_skills: list[str]
 
 
+class Consent(_Payload):
+    """What the candidate agreed to when applying."""
+
+    processing: bool = Field(description="processing of this application's personal data")
+    keep_profile: bool = Field(
+        default=False, description="keeping the profile to be considered for future roles"
+    )
+    given_at: UtcDateTime
+
+
 class ApplicationSubmitted(_Payload):
     """A candidate applied to a posting."""
 
@@ -49,6 +59,7 @@ class ApplicationSubmitted(_Payload):
     cover_letter: str | None = None
     skills: list[str]
     match: Match
+    consent: Consent | None = None  # absent only in events from before consent was captured
     status: ApplicationStatus
     version: PositiveInt
     submitted_at: UtcDateTime
@@ -70,7 +81,10 @@ class ApplicationStatusChanged(_Payload):
 
 
 APPLICATION_SUBMITTED = EventType(
-    "application.submitted", ApplicationSubmitted, subject_field="application_id"
+    "application.submitted",
+    ApplicationSubmitted,
+    subject_field="application_id",
+    carries_personal_data=True,
 )
 APPLICATION_STATUS_CHANGED = EventType(
     "application.status_changed", ApplicationStatusChanged, subject_field="application_id"

@@ -18,6 +18,7 @@ from hirestream.shared.events.applications import (
 from hirestream.shared.events.envelope import EventType
 from hirestream.shared.events.notifications import NOTIFICATION_DELIVERED
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
+from hirestream.shared.events.privacy import CANDIDATE_ERASED, CANDIDATE_ERASURE_REQUESTED
 
 EVENT_TYPES: tuple[EventType[Any], ...] = (
     POSTING_CREATED,
@@ -26,6 +27,8 @@ EVENT_TYPES: tuple[EventType[Any], ...] = (
     APPLICATION_SUBMITTED,
     APPLICATION_STATUS_CHANGED,
     NOTIFICATION_DELIVERED,
+    CANDIDATE_ERASURE_REQUESTED,
+    CANDIDATE_ERASED,
 )
 
 BY_NAME = {event_type.name: event_type for event_type in EVENT_TYPES}

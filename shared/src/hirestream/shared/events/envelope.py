@@ -49,6 +49,9 @@ class EventType(Generic[PayloadT]):
     payload: type[PayloadT]
     subject_field: str
     version: int = 1
+    # Events that carry a person's name or address live on a topic with a bounded retention
+    # (KAFKA_PERSONAL_DATA_RETENTION_MS), so that an erasure also reaches the log in time.
+    carries_personal_data: bool = False
 
     @property
     def topic(self) -> str:

@@ -41,7 +41,10 @@ def after_cursor(time_field: str, cursor: str) -> Document:
 
 def cursor_after(document: Document, time_field: str) -> str:
     at: datetime = document[time_field]
-    position = {"t": int(at.timestamp() * 1000), "id": str(document["_id"])}
+    doc_id = document["_id"]
+    # Ids are ObjectIds or strings (deterministic ids): the cursor says which, to compare alike.
+    kind = "oid" if isinstance(doc_id, ObjectId) else "str"
+    position = {"t": int(at.timestamp() * 1000), "id": str(doc_id), "k": kind}
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
 
 
@@ -54,11 +57,16 @@ def page_of(
     return page, (cursor_after(page[-1], time_field) if more else None)
 
 
-def _decode(cursor: str) -> tuple[datetime, ObjectId]:
+def _decode(cursor: str) -> tuple[datetime, ObjectId | str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         position = json.loads(raw)
-        return datetime.fromtimestamp(int(position["t"]) / 1000, tz=UTC), ObjectId(position["id"])
+        at = datetime.fromtimestamp(int(position["t"]) / 1000, tz=UTC)
+        if position.get("k", "oid") == "str":
+            if not isinstance(position["id"], str):
+                raise TypeError("id")
+            return at, position["id"]
+        return at, ObjectId(position["id"])
     except (
         binascii.Error,
         ValueError,

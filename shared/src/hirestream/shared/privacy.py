@@ -1,0 +1,120 @@
+"""Candidate erasure, the mechanism every service shares (its own anonymisation is its own).
+
+On `candidate.erasure_requested` a service anonymises what it holds of the candidate, then
+records the erasure in its `erasures` collection together with its `candidate.erased`
+confirmation (one write, through the outbox). Anonymising is idempotent and the record's id
+is the request id, so a redelivered request confirms once. The same collection is the
+service's register of erased candidates: consumers consult it so that replaying old events
+never brings personal data back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from faststream.kafka import KafkaBroker
+from pymongo import IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from hirestream.shared.events.envelope import CloudEvent
+from hirestream.shared.events.privacy import (
+    CANDIDATE_ERASED,
+    CANDIDATE_ERASURE_REQUESTED,
+    CandidateErased,
+    CandidateErasureRequested,
+)
+from hirestream.shared.events.types import utc_now
+from hirestream.shared.messaging.consuming import subscribe
+from hirestream.shared.messaging.outbox import OUTBOX_INDEX, OutboxRelay, new_outbox_fields
+from hirestream.shared.storage.mongo import CollectionIndexes, Document
+
+log = structlog.get_logger(__name__)
+
+ERASURES = "erasures"
+ERASURE_INDEXES = CollectionIndexes(
+    ERASURES,
+    [
+        IndexModel([("candidate_id", 1)], name="candidate"),
+        IndexModel(OUTBOX_INDEX, name="outbox_due"),
+    ],
+)
+ERASED_NAME = "(erased)"
+ERASED_EMAIL = "erased@invalid.invalid"
+
+Anonymise = Callable[[str], Awaitable[dict[str, int]]]
+
+
+class ErasureLedger:
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        relay: OutboxRelay,
+        *,
+        service: str,
+        source: str,
+    ) -> None:
+        self.collection = collection
+        self.relay = relay
+        self.service = service
+        self.source = source
+
+    async def is_erased(self, candidate_id: str) -> bool:
+        return await self.collection.find_one({"candidate_id": candidate_id}) is not None
+
+    async def confirm(
+        self,
+        request: CandidateErasureRequested,
+        *,
+        anonymised: dict[str, int],
+        kept: Sequence[str],
+        correlation_id: str | None,
+    ) -> bool:
+        """Record the erasure and its confirmation once; False if already confirmed."""
+        now = utc_now()
+        erased = CANDIDATE_ERASED.new(
+            CandidateErased(
+                candidate_id=request.candidate_id,
+                request_id=request.request_id,
+                service=self.service,
+                anonymised=anonymised,
+                kept=list(kept),
+                erased_at=now,
+            ),
+            source=self.source,
+            correlation_id=correlation_id,
+        )
+        document: dict[str, Any] = {
+            "_id": request.request_id,
+            "candidate_id": request.candidate_id,
+            "anonymised": anonymised,
+            "erased_at": now,
+            **new_outbox_fields([erased]),
+        }
+        try:
+            await self.collection.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        self.relay.notify(request.request_id)
+        return True
+
+
+def register_erasure(
+    broker: KafkaBroker,
+    ledger: ErasureLedger,
+    *,
+    group_id: str,
+    anonymise: Anonymise,
+    kept: Sequence[str],
+) -> None:
+    async def on_erasure_requested(event: CloudEvent[Any]) -> None:
+        request: CandidateErasureRequested = event.data
+        anonymised = await anonymise(request.candidate_id)
+        new = await ledger.confirm(
+            request, anonymised=anonymised, kept=kept, correlation_id=event.correlationid
+        )
+        log.info("candidate.erased", request_id=request.request_id, anonymised=anonymised, new=new)
+
+    subscribe(broker, CANDIDATE_ERASURE_REQUESTED, group_id=group_id, handle=on_erasure_requested)
