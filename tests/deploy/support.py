@@ -145,6 +145,8 @@ class ServiceTopics:
     published: frozenset[str]
     consumed: frozenset[str]
     dead_letters: frozenset[str]
+    # Topics whose events carry personal data (and their DLQs): bounded retention.
+    personal_data: frozenset[str]
 
     @property
     def all(self) -> frozenset[str]:
@@ -163,9 +165,14 @@ def topics_of(service: str) -> ServiceTopics:
             published=frozenset(t.topic for t in runtime.published),
             consumed=frozenset(t.topic for t in runtime.consumed),
             dead_letters=frozenset(t.dlq_topic for t in runtime.consumed),
+            personal_data=frozenset(runtime.personal_data_topics),
         )
     finally:
         asyncio.run(runtime.mongo.close())
+
+
+def personal_data_topics() -> frozenset[str]:
+    return frozenset().union(*(topics_of(service).personal_data for service in service_names()))
 
 
 def required_topics() -> frozenset[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from tests.deploy.support import (
     Document,
     Rendered,
+    personal_data_topics,
     required_topics,
     service_names,
     topics_of,
@@ -73,6 +74,21 @@ def test_posting_topics_keep_their_history_for_the_read_model_rebuild(
             assert kept, f"{name} would expire records the rebuild needs"
 
 
+def test_personal_data_expires_as_the_services_say(rendered: Rendered) -> None:
+    # The services create such topics with KAFKA_PERSONAL_DATA_RETENTION_MS; the managed
+    # topics must say the same, or an erased candidate's name outlives the promise.
+    personal = personal_data_topics()
+    assert personal, "the code marks some event type as carrying personal data"
+    (retention,) = {
+        rendered.config(service)["KAFKA_PERSONAL_DATA_RETENTION_MS"] for service in service_names()
+    }
+    for resource in rendered.of_kind("KafkaTopic"):
+        if topic_name(resource) in personal:
+            assert str(resource["spec"]["config"].get("retention.ms")) == retention, (
+                f"{topic_name(resource)}: retention.ms must be {retention}"
+            )
+
+
 def test_compose_creates_every_topic(compose: Document) -> None:
     init = compose["services"]["kafka-init"]
     declared = str(init["environment"]["TOPICS"]).split()
@@ -84,3 +100,16 @@ def test_compose_creates_every_topic(compose: Document) -> None:
     assert "kafka-topics.sh" in script
     assert "--create --if-not-exists" in script
     assert f"--partitions {PARTITIONS}" in script
+
+
+def test_compose_bounds_personal_data_like_the_services(compose: Document) -> None:
+    init = compose["services"]["kafka-init"]["environment"]
+    assert set(str(init["PERSONAL_DATA_TOPICS"]).split()) == personal_data_topics()
+    for service in service_names():
+        env = compose["services"][service]["environment"]
+        assert str(init["PERSONAL_DATA_RETENTION_MS"]) == str(
+            env["KAFKA_PERSONAL_DATA_RETENTION_MS"]
+        )
+    assert "retention.ms=$$PERSONAL_DATA_RETENTION_MS" in " ".join(
+        compose["services"]["kafka-init"]["command"]
+    )
