@@ -213,6 +213,9 @@ class ServiceRuntime:
     def _topic_config(self, topic: str) -> dict[str, str]:
         if topic in self.personal_data_topics:
             return {"retention.ms": str(self.settings.kafka_personal_data_retention_ms)}
+        kept_forever = {t.topic for t in (*self.published, *self.consumed) if t.kept_forever}
+        if topic in kept_forever:
+            return {"retention.ms": "-1"}
         return {}
 
     async def stop(self) -> None:

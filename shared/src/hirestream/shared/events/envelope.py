@@ -52,6 +52,9 @@ class EventType(Generic[PayloadT]):
     # Events that carry a person's name or address live on a topic with a bounded retention
     # (KAFKA_PERSONAL_DATA_RETENTION_MS), so that an erasure also reaches the log in time.
     carries_personal_data: bool = False
+    # Events a consumer may need from the very beginning (a read model rebuilt by replay, an
+    # erasure request a service must not miss however long it was down) are kept forever.
+    kept_forever: bool = False
 
     @property
     def topic(self) -> str:

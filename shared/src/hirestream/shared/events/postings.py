@@ -109,6 +109,13 @@ class PostingClosed(_Payload):
     closed_at: UtcDateTime
 
 
-POSTING_CREATED = EventType("posting.created", PostingCreated, subject_field="posting_id")
-POSTING_UPDATED = EventType("posting.updated", PostingUpdated, subject_field="posting_id")
-POSTING_CLOSED = EventType("posting.closed", PostingClosed, subject_field="posting_id")
+# Kept forever: applications rebuilds its postings read model by replaying them from offset 0.
+POSTING_CREATED = EventType(
+    "posting.created", PostingCreated, subject_field="posting_id", kept_forever=True
+)
+POSTING_UPDATED = EventType(
+    "posting.updated", PostingUpdated, subject_field="posting_id", kept_forever=True
+)
+POSTING_CLOSED = EventType(
+    "posting.closed", PostingClosed, subject_field="posting_id", kept_forever=True
+)

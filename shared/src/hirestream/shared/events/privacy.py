@@ -35,7 +35,10 @@ class CandidateErased(_Payload):
 
 
 CANDIDATE_ERASURE_REQUESTED = EventType(
-    "candidate.erasure_requested", CandidateErasureRequested, subject_field="candidate_id"
+    "candidate.erasure_requested",
+    CandidateErasureRequested,
+    subject_field="candidate_id",
+    kept_forever=True,  # a service down for longer than a week must still receive it
 )
 CANDIDATE_ERASED = EventType("candidate.erased", CandidateErased, subject_field="candidate_id")
 
