@@ -38,7 +38,6 @@ from hirestream.shared.events.privacy import (
 from hirestream.shared.events.types import UtcDateTime, utc_now
 from hirestream.shared.messaging.outbox import OutboxRelay
 from hirestream.shared.storage.mongo import Document
-from hirestream.shared.storage.pagination import InvalidCursor
 from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
 from hirestream.shared.web.problems import Problem
 
@@ -206,12 +205,9 @@ def applications_router(
             scope["candidate_id"] = caller.user_id
         elif caller.role is Role.EMPLOYER:
             scope["org"] = caller.org
-        try:
-            items, next_cursor = await store.list(
-                **scope, posting_id=posting_id, status=status, limit=limit, cursor=cursor
-            )
-        except InvalidCursor as error:
-            raise Problem(422, "cursor is not one this service returned") from error
+        items, next_cursor = await store.list(
+            **scope, posting_id=posting_id, status=status, limit=limit, cursor=cursor
+        )
         return ApplicationPage(items=items, next_cursor=next_cursor)
 
     @router.post(

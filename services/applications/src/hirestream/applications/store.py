@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -32,7 +31,7 @@ from hirestream.shared.messaging.outbox import (
     new_outbox_fields,
 )
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
-from hirestream.shared.storage.mongo import CollectionIndexes, Document
+from hirestream.shared.storage.mongo import CollectionIndexes, Document, object_id_or_none
 from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
 APPLICATIONS = "applications"
@@ -89,13 +88,6 @@ class DuplicateApplication(Exception):
     """The candidate already applied to this posting."""
 
 
-def _object_id(application_id: str) -> ObjectId | None:
-    try:
-        return ObjectId(application_id)
-    except (InvalidId, TypeError):
-        return None
-
-
 def _to_application(document: Document) -> Application:
     fields = {name: value for name, value in document.items() if name not in _INTERNAL}
     return Application.model_validate({**fields, "application_id": str(document["_id"])})
@@ -131,7 +123,7 @@ class ApplicationStore:
             raise DuplicateApplication(application.posting_id) from error
 
     async def get(self, application_id: str) -> Application | None:
-        object_id = _object_id(application_id)
+        object_id = object_id_or_none(application_id)
         if object_id is None:
             return None
         document = await self.collection.find_one({"_id": object_id})

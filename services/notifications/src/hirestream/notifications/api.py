@@ -23,7 +23,6 @@ from hirestream.notifications.store import (
 )
 from hirestream.shared.events.notifications import Channel
 from hirestream.shared.events.types import UtcDateTime
-from hirestream.shared.storage.pagination import InvalidCursor
 from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
 from hirestream.shared.web.problems import Problem
 
@@ -123,12 +122,9 @@ def notifications_router(
     async def inbox(
         caller: Authenticated, limit: Limit = 20, cursor: Cursor = None
     ) -> NotificationPage:
-        try:
-            items, next_cursor = await notifications.inbox(
-                recipient_of(caller), limit=limit, cursor=cursor
-            )
-        except InvalidCursor as error:
-            raise Problem(422, "cursor is not one this service returned") from error
+        items, next_cursor = await notifications.inbox(
+            recipient_of(caller), limit=limit, cursor=cursor
+        )
         return NotificationPage(items=items, next_cursor=next_cursor)
 
     @router.post(
@@ -160,12 +156,9 @@ def notifications_router(
     async def list_alerts(
         candidate: Candidate, limit: Limit = 20, cursor: Cursor = None
     ) -> AlertPage:
-        try:
-            documents, next_cursor = await alerts.of_candidate(
-                candidate.user_id, limit=limit, cursor=cursor
-            )
-        except InvalidCursor as error:
-            raise Problem(422, "cursor is not one this service returned") from error
+        documents, next_cursor = await alerts.of_candidate(
+            candidate.user_id, limit=limit, cursor=cursor
+        )
         return AlertPage(items=[_alert(d) for d in documents], next_cursor=next_cursor)
 
     @router.delete("/alerts/{alert_id}", status_code=204, tags=["alerts"], summary="Delete one")
@@ -193,12 +186,9 @@ def notifications_router(
     async def list_webhooks(
         caller: EmployerOrAdmin, limit: Limit = 20, cursor: Cursor = None
     ) -> WebhookPage:
-        try:
-            documents, next_cursor = await webhooks.of_owner(
-                _webhook_owner(caller), limit=limit, cursor=cursor
-            )
-        except InvalidCursor as error:
-            raise Problem(422, "cursor is not one this service returned") from error
+        documents, next_cursor = await webhooks.of_owner(
+            _webhook_owner(caller), limit=limit, cursor=cursor
+        )
         return WebhookPage(items=[_webhook(d) for d in documents], next_cursor=next_cursor)
 
     @router.delete(
@@ -219,12 +209,9 @@ def notifications_router(
     ) -> DeliveryPage:
         if await webhooks.get(_webhook_owner(caller), webhook_id) is None:
             raise Problem(404, f"webhook {webhook_id} does not exist")
-        try:
-            documents, next_cursor = await notifications.deliveries(
-                webhook_id, limit=limit, cursor=cursor
-            )
-        except InvalidCursor as error:
-            raise Problem(422, "cursor is not one this service returned") from error
+        documents, next_cursor = await notifications.deliveries(
+            webhook_id, limit=limit, cursor=cursor
+        )
         items = [
             Delivery(
                 delivery_id=document["_id"],

@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo import IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -48,7 +47,7 @@ from hirestream.shared.messaging.outbox import (
     new_outbox_fields,
 )
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
-from hirestream.shared.storage.mongo import CollectionIndexes, Document
+from hirestream.shared.storage.mongo import CollectionIndexes, Document, object_id_or_none
 from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
 NOTIFICATIONS = "notifications"
@@ -113,13 +112,6 @@ async def _page(
         query = {**query, **after_cursor("created_at", cursor)}
     documents = await collection.find(query).sort(NEWEST).limit(limit + 1).to_list()
     return page_of(documents, limit, "created_at")
-
-
-def _object_id(value: str) -> ObjectId | None:
-    try:
-        return ObjectId(value)
-    except (InvalidId, TypeError):
-        return None
 
 
 class NotificationStore:
@@ -273,7 +265,7 @@ class AlertStore:
         return await _page(self.collection, {"candidate_id": candidate_id}, limit, cursor)
 
     async def delete(self, candidate_id: str, alert_id: str) -> bool:
-        object_id = _object_id(alert_id)
+        object_id = object_id_or_none(alert_id)
         if object_id is None:
             return False
         result = await self.collection.delete_one({"_id": object_id, "candidate_id": candidate_id})
@@ -322,17 +314,17 @@ class WebhookStore:
         return await _page(self.collection, {"owner": owner}, limit, cursor)
 
     async def get(self, owner: str, webhook_id: str) -> Document | None:
-        object_id = _object_id(webhook_id)
+        object_id = object_id_or_none(webhook_id)
         if object_id is None:
             return None
         return await self.collection.find_one({"_id": object_id, "owner": owner})
 
     async def by_id(self, webhook_id: str) -> Document | None:
-        object_id = _object_id(webhook_id)
+        object_id = object_id_or_none(webhook_id)
         return None if object_id is None else await self.collection.find_one({"_id": object_id})
 
     async def delete(self, owner: str, webhook_id: str) -> bool:
-        object_id = _object_id(webhook_id)
+        object_id = object_id_or_none(webhook_id)
         if object_id is None:
             return False
         result = await self.collection.delete_one({"_id": object_id, "owner": owner})

@@ -27,7 +27,6 @@ from hirestream.shared.events.postings import (
 )
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.outbox import OutboxRelay
-from hirestream.shared.storage.pagination import InvalidCursor
 from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
 from hirestream.shared.web.problems import Problem
 
@@ -140,10 +139,7 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
             )
         except ValueError as error:
             raise Problem(422, f"invalid search: {error}") from error
-        try:
-            items, next_cursor = await store.search(search, limit=limit, cursor=cursor)
-        except InvalidCursor as error:
-            raise Problem(422, "cursor is not one this service returned") from error
+        items, next_cursor = await store.search(search, limit=limit, cursor=cursor)
         return PostingPage(items=items, next_cursor=next_cursor)
 
     @router.get("/{posting_id}", summary="One posting", responses=_responses(401, 404))

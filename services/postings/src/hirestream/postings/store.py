@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -34,7 +33,7 @@ from hirestream.shared.messaging.outbox import (
     append_outbox_update,
     new_outbox_fields,
 )
-from hirestream.shared.storage.mongo import CollectionIndexes, Document
+from hirestream.shared.storage.mongo import CollectionIndexes, Document, object_id_or_none
 from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
 COLLECTION = "postings"
@@ -60,13 +59,6 @@ INDEXES = [
 
 # Fields that are the store's own business and never leave it.
 _INTERNAL = ("_id", "outbox", "outbox_due_at", "outbox_claim", "search_tokens", "city_key")
-
-
-def _object_id(posting_id: str) -> ObjectId | None:
-    try:
-        return ObjectId(posting_id)
-    except (InvalidId, TypeError):
-        return None
 
 
 def _stored_fields(posting: Posting) -> Document:
@@ -108,7 +100,7 @@ class PostingStore:
         return result.modified_count == 1
 
     async def get(self, posting_id: str) -> Posting | None:
-        object_id = _object_id(posting_id)
+        object_id = object_id_or_none(posting_id)
         if object_id is None:
             return None
         document = await self.collection.find_one({"_id": object_id})

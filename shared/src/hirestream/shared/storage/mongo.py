@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -51,6 +53,14 @@ async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[Collection
         missing = [index for index in spec.indexes if index.document["name"] not in existing]
         if missing:
             await collection.create_indexes(missing)
+
+
+def object_id_or_none(value: str) -> ObjectId | None:
+    """The ObjectId a caller's id string names, or None for one that cannot be (-> 404)."""
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
 
 
 async def ping(client: AsyncMongoClient[Document]) -> None:

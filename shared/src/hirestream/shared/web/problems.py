@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hirestream.shared.storage.pagination import InvalidCursor
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://hirestream.dev/problems"
 
@@ -105,4 +107,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+
+    async def on_invalid_cursor(_: Request, exc: Exception) -> JSONResponse:
+        return problem_response(
+            Problem(
+                422,
+                "cursor is not one this service returned",
+                errors=[{"field": "cursor", "message": "not a cursor of this list"}],
+            )
+        )
+
     app.add_exception_handler(ConnectionFailure, on_database_down)
+    app.add_exception_handler(InvalidCursor, on_invalid_cursor)
