@@ -54,9 +54,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 5
+    # About a minute and a half of backoff (0.5, 1, 2, 4, 8, 16, 30, 30 s, jittered) plus the
+    # driver's own time-outs: a database restart or a short outage does not dead-letter a
+    # valid event, and a long one does not hold the partition for ever.
+    attempts: int = 9
     initial_backoff_s: float = 0.5
-    max_backoff_s: float = 10.0
+    max_backoff_s: float = 30.0
 
 
 Handler = Callable[[CloudEvent[Any]], Awaitable[None]]
