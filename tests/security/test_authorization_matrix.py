@@ -69,31 +69,36 @@ def row(*statuses: int) -> dict[Caller, int]:
     return dict(zip(Caller, statuses, strict=True))
 
 
-# P, A, N: the postings, applications and notifications services. Each write whose success
-# changes what the next caller would meet runs on a fresh resource per caller (see CALLS).
+# P, A, N: the postings, applications and notifications services. C1, C2: the candidates;
+# empA, empB: employers of orgs A and B. Each write whose success changes what the next
+# caller would meet runs on a fresh resource per caller (see CALLS). On the erasure routes the
+# candidate column is the (fresh) candidate the path names, not C1: erasing C1 would take the
+# other rows' resources away.
 # fmt: off
 EXPECTED: dict[Route, dict[Caller, int]] = {
-    #                                                     none  C1  C2  emp A emp B admin
-    (P, "POST", "/postings"):                          row(401, 403, 403, 201, 201, 403),
-    (P, "GET", "/postings"):                           row(401, 200, 200, 200, 200, 200),
-    (P, "GET", "/postings/{posting_id}"):              row(401, 200, 200, 200, 200, 200),
-    (P, "PATCH", "/postings/{posting_id}"):            row(401, 403, 403, 200, 403, 403),
-    (P, "POST", "/postings/{posting_id}/close"):       row(401, 403, 403, 200, 403, 200),
-    (A, "POST", "/postings/{posting_id}/applications"): row(401, 201, 201, 403, 403, 403),
-    (A, "GET", "/applications"):                       row(401, 200, 200, 200, 200, 200),
-    (A, "GET", "/applications/{application_id}"):      row(401, 200, 404, 200, 404, 200),
+    #                                                         none C1   C2   empA empB admin
+    (P, "POST", "/postings"):                             row(401, 403, 403, 201, 201, 403),
+    (P, "GET", "/postings"):                              row(401, 200, 200, 200, 200, 200),
+    (P, "GET", "/postings/{posting_id}"):                 row(401, 200, 200, 200, 200, 200),
+    (P, "PATCH", "/postings/{posting_id}"):               row(401, 403, 403, 200, 403, 403),
+    (P, "POST", "/postings/{posting_id}/close"):          row(401, 403, 403, 200, 403, 200),
+    (A, "POST", "/postings/{posting_id}/applications"):   row(401, 201, 201, 403, 403, 403),
+    (A, "GET", "/applications"):                          row(401, 200, 200, 200, 200, 200),
+    (A, "GET", "/applications/{application_id}"):         row(401, 200, 404, 200, 404, 200),
     (A, "POST", "/applications/{application_id}/status"): row(401, 403, 404, 200, 404, 200),
-    (N, "GET", "/notifications"):                      row(401, 200, 200, 200, 200, 200),
+    (A, "POST", "/candidates/{candidate_id}/erasure"):    row(401, 202, 403, 403, 403, 202),
+    (A, "GET", "/candidates/{candidate_id}/erasure"):     row(401, 200, 403, 403, 403, 200),
+    (N, "GET", "/notifications"):                         row(401, 200, 200, 200, 200, 200),
     (N, "POST", "/notifications/{notification_id}/read"): row(401, 200, 404, 404, 404, 404),
-    (N, "GET", "/preferences"):                        row(401, 200, 200, 200, 200, 200),
-    (N, "PUT", "/preferences"):                        row(401, 200, 200, 200, 200, 200),
-    (N, "POST", "/alerts"):                            row(401, 201, 201, 403, 403, 403),
-    (N, "GET", "/alerts"):                             row(401, 200, 200, 403, 403, 403),
-    (N, "DELETE", "/alerts/{alert_id}"):               row(401, 204, 404, 403, 403, 403),
-    (N, "POST", "/webhooks"):                          row(401, 403, 403, 201, 201, 201),
-    (N, "GET", "/webhooks"):                           row(401, 403, 403, 200, 200, 200),
-    (N, "DELETE", "/webhooks/{webhook_id}"):           row(401, 403, 403, 204, 404, 404),
-    (N, "GET", "/webhooks/{webhook_id}/deliveries"):   row(401, 403, 403, 200, 404, 404),
+    (N, "GET", "/preferences"):                           row(401, 200, 200, 200, 200, 200),
+    (N, "PUT", "/preferences"):                           row(401, 200, 200, 200, 200, 200),
+    (N, "POST", "/alerts"):                               row(401, 201, 201, 403, 403, 403),
+    (N, "GET", "/alerts"):                                row(401, 200, 200, 403, 403, 403),
+    (N, "DELETE", "/alerts/{alert_id}"):                  row(401, 204, 404, 403, 403, 403),
+    (N, "POST", "/webhooks"):                             row(401, 403, 403, 201, 201, 201),
+    (N, "GET", "/webhooks"):                              row(401, 403, 403, 200, 200, 200),
+    (N, "DELETE", "/webhooks/{webhook_id}"):              row(401, 403, 403, 204, 404, 404),
+    (N, "GET", "/webhooks/{webhook_id}/deliveries"):      row(401, 403, 403, 200, 404, 404),
 }
 # fmt: on
 
@@ -274,15 +279,35 @@ async def fresh_webhook(world: World) -> dict[str, str]:
     return {"webhook_id": await world.new_webhook()}
 
 
+def new_candidate() -> str:
+    return f"cand-erasable-{uuid.uuid4().hex[:12]}"
+
+
+async def fresh_candidate(world: World) -> dict[str, str]:
+    return {"candidate_id": new_candidate()}
+
+
+async def erasure_requested(world: World) -> dict[str, str]:
+    """A fresh candidate who has asked to be erased."""
+    candidate_id = new_candidate()
+    response = await world.client(A).post(
+        f"/candidates/{candidate_id}/erasure", headers=bearer("candidate", sub=candidate_id)
+    )
+    assert response.status_code == 202, response.text
+    return {"candidate_id": candidate_id}
+
+
 @dataclass(frozen=True)
 class Call:
     """A valid request to one route: the ids for its path (made anew for each caller where a
-    success changes state), its body, headers, and ids sent as query parameters."""
+    success changes state), its body, headers, ids sent as query parameters, and the id that
+    names the candidate column's caller where that is not C1."""
 
     ids: Ids = shared
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     query: tuple[str, ...] = ()
+    candidate: str | None = None
 
 
 CALLS: dict[Route, Call] = {
@@ -301,6 +326,12 @@ CALLS: dict[Route, Call] = {
     (A, "POST", "/applications/{application_id}/status"): Call(
         fresh_application, body={"to_status": "screening"}
     ),
+    (A, "POST", "/candidates/{candidate_id}/erasure"): Call(
+        fresh_candidate, candidate="candidate_id"
+    ),
+    (A, "GET", "/candidates/{candidate_id}/erasure"): Call(
+        erasure_requested, candidate="candidate_id"
+    ),
     (N, "GET", "/notifications"): Call(),
     (N, "POST", "/notifications/{notification_id}/read"): Call(),  # marking again is a no-op
     (N, "GET", "/preferences"): Call(),
@@ -318,12 +349,15 @@ CALLS: dict[Route, Call] = {
 async def play(world: World, route: Route, caller: Caller, ids: dict[str, str]) -> httpx.Response:
     service, method, template = route
     call = CALLS[route]
+    headers = HEADERS[caller]
+    if caller is Caller.CANDIDATE and call.candidate is not None:
+        headers = bearer("candidate", sub=ids[call.candidate])
     return await world.client(service).request(
         method,
         template.format(**ids),
         json=call.body,
         params={name: ids[name] for name in call.query},
-        headers={**HEADERS[caller], **call.headers},
+        headers={**headers, **call.headers},
     )
 
 
