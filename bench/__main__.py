@@ -59,6 +59,7 @@ async def skip_notifications_backlog(bench: Bench) -> None:
 
 async def post_and_e2e(bench: Bench, sizes: Sizes, selected: set[str]) -> list[Result]:
     results: list[Result] = []
+    bench.memory.phase = "post/e2e setup"
     postings = bench.start(bench.service("postings", database=bench.database("postings")))
     try:
         if "post" in selected:

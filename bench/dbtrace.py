@@ -16,6 +16,7 @@ import atexit
 import json
 import os
 import runpy
+import signal
 import sys
 import threading
 from collections import defaultdict
@@ -107,6 +108,14 @@ def main() -> None:
             json.dump({"module": module, "commands": timer.report()}, file, indent=1)
 
     atexit.register(write)
+
+    def on_sigterm(signum: int, _frame: object) -> None:
+        # uvicorn restores this handler after its graceful shutdown and raises SIGTERM again;
+        # the default action would end the process without running atexit.
+        write()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     sys.argv = [module, *sys.argv[2:]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
