@@ -282,6 +282,7 @@ def application_form(index: int, *, run: str) -> dict[str, Any]:
         "name": f"Candidate {run} {index}",
         "email": f"candidate.{run}.{index}@example.com",
         "resume_url": f"https://cv.example.com/{run}/{index}.pdf",
+        "consent": {"processing": True},
         "skills": ["python", "kafka", "mongodb"],
         "cover_letter": "I build event-driven services and would love to join your team.",
     }

@@ -79,6 +79,7 @@ async def test_posting_alert_application_and_status_reach_everyone_once(
                     "name": CANDIDATE_NAME,
                     "email": CANDIDATE_EMAIL,
                     "resume_url": "https://cv.example.com/grace.pdf",
+                    "consent": {"processing": True},
                     "skills": ["Python", "Kafka"],
                 },
                 headers={**candidate, "X-Request-ID": f"req-apply-{RUN}"},

@@ -144,6 +144,7 @@ def application_body(**changes: Any) -> dict[str, Any]:
         "name": "Maya Okafor",
         "email": "maya.okafor@example.com",
         "resume_url": "https://cdn.example.com/resumes/maya-okafor.pdf",
+        "consent": {"processing": True},
         "skills": ["Python", " Kafka ", "PostgreSQL"],
         "cover_letter": "I have run Kafka pipelines in production for four years.",
     }
@@ -453,7 +454,7 @@ async def test_an_application_without_its_required_fields_is_422_naming_them(
         headers=as_candidate(candidate),
     )
 
-    assert problem_fields(response) == {"name", "email", "resume_url"}
+    assert problem_fields(response) == {"name", "email", "resume_url", "consent"}
 
 
 async def test_20_concurrent_identical_applications_make_exactly_one(

@@ -124,6 +124,7 @@ APPLICATION_FORM = {
     "name": "Maya Okafor",
     "email": "maya.okafor@example.com",
     "resume_url": "https://cdn.example.com/resumes/maya-okafor.pdf",
+    "consent": {"processing": True},
     "skills": ["Python", "Kafka"],
 }
 ALERT = {"skills": ["kafka"], "city": "Seattle"}

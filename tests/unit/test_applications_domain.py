@@ -59,6 +59,7 @@ def form_fields(**changes: Any) -> dict[str, Any]:
         "name": "Maya Okafor",
         "email": "maya.okafor@example.com",
         "resume_url": "https://cdn.example.com/resumes/maya-okafor.pdf",
+        "consent": {"processing": True},
         "skills": ["Python", "Kafka", "PostgreSQL"],
         "cover_letter": "I have run Kafka pipelines in production for four years.",
     }
@@ -343,7 +344,7 @@ def test_an_invalid_form_is_refused_naming_the_field(changes: dict[str, Any], fi
     assert {str(error["loc"][0]) for error in caught.value.errors()} == {field}
 
 
-@pytest.mark.parametrize("field", ["name", "email", "resume_url"])
+@pytest.mark.parametrize("field", ["name", "email", "resume_url", "consent"])
 def test_a_form_without_a_required_field_is_refused(field: str) -> None:
     fields = form_fields()
     del fields[field]
@@ -360,6 +361,7 @@ def test_skills_and_cover_letter_are_optional() -> None:
             "name": "Maya Okafor",
             "email": "maya.okafor@example.com",
             "resume_url": "https://cdn.example.com/resumes/maya-okafor.pdf",
+            "consent": {"processing": True},
         }
     )
 
@@ -468,3 +470,23 @@ def test_submitting_to_a_posting_known_only_from_its_closing_is_refused() -> Non
             posting=PostingView.from_closed(closing),
             now=NOW,
         )
+
+
+def test_an_application_needs_consent_to_processing() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ApplicationForm.model_validate(form_fields(consent={"processing": False}))
+    assert [error["loc"] for error in caught.value.errors()] == [("consent", "processing")]
+
+
+def test_consent_is_stored_and_carried_in_the_event() -> None:
+    form = ApplicationForm.model_validate(
+        form_fields(consent={"processing": True, "keep_profile": True})
+    )
+    application, submitted = Application.submit(
+        form, application_id="a1", candidate_id="c1", posting=open_posting(), now=NOW
+    )
+    assert application.consent is not None
+    assert application.consent.keep_profile is True
+    assert submitted.consent == application.consent
+    assert submitted.consent is not None
+    assert submitted.consent.given_at == NOW

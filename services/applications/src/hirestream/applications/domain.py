@@ -184,7 +184,7 @@ class ApplicationForm(BaseModel):
         default_factory=list
     )
     cover_letter: str | None = Field(default=None, max_length=10_000)
-    consent: ConsentForm | None = None  # TEMPORARY: becomes required once all clients send it
+    consent: ConsentForm
 
 
 class PostingNotOpen(Exception):
@@ -247,9 +247,7 @@ class Application(BaseModel):
                 processing=form.consent.processing,
                 keep_profile=form.consent.keep_profile,
                 given_at=now,
-            )
-            if form.consent
-            else None,
+            ),
             status=ApplicationStatus.SUBMITTED,
             version=1,
             submitted_at=now,
