@@ -120,6 +120,7 @@ async def real_ids(system: System) -> dict[str, list[str]]:
                     "name": "Ada Lovelace",
                     "email": "ada@example.com",
                     "resume_url": "https://cv.example.com/ada.pdf",
+                    "consent": {"processing": True},
                     "skills": ["python"],
                 },
                 headers=candidate,
