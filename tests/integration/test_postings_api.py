@@ -148,6 +148,9 @@ async def test_health_readiness_metrics_and_documents_need_no_token(
     assert metrics.status_code == 200
     assert "hirestream_http_requests_total" in metrics.text
     assert 'hirestream_outbox_pending_documents{collection="postings"}' in metrics.text
+    # requests are labelled by route template, not by raw path (ids would explode the series)
+    assert 'route="/postings/{posting_id}"' in metrics.text
+    assert "<unmatched>" not in metrics.text
     openapi = (await postings.get("/openapi.json")).json()
     assert "/postings" in openapi["paths"]
     asyncapi = (await postings.get("/asyncapi.json")).json()

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.routing import Match
 
 HTTP_REQUESTS = Counter(
     "hirestream_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -63,13 +62,12 @@ UNMATCHED_ROUTE = "<unmatched>"
 
 
 def _route_template(request: Request) -> str:
-    # Label by the route's template (/postings/{posting_id}), never the raw path, so that ids
-    # do not explode the number of time series.
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", UNMATCHED_ROUTE))
-    return UNMATCHED_ROUTE
+    # Label by the matched route's template (/postings/{posting_id}), never the raw path, so
+    # that ids do not explode the number of time series. The router records the route it
+    # matched in the scope; included routers nest, and the innermost match is the one kept.
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template) if template else UNMATCHED_ROUTE
 
 
 def install_metrics(app: FastAPI) -> None:
