@@ -274,6 +274,13 @@ class ServiceRuntime:
             version=self.version,
             description=description,
             lifespan=lifespan,
+            # What any route may answer, from the mechanisms around the routes.
+            responses={
+                400: {"description": "the body is not valid JSON"},
+                413: {"description": "the body is larger than MAX_BODY_BYTES"},
+                429: {"description": "too many writes; Retry-After says when to retry"},
+                503: {"description": "the database is unavailable; Retry-After"},
+            },
         )
         app.state.runtime = self
         app.state.jwt_verifier = JwtVerifier(
