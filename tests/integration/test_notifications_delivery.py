@@ -224,7 +224,7 @@ async def wait_for_inbox(
         return items if len(items) >= count else None
 
     try:
-        return await eventually(probe)
+        return await eventually(probe, timeout_s=60)
     except TimeoutError:
         seen = [(item["kind"], item["title"]) for item in await inbox(client, headers, subject)]
         raise AssertionError(

@@ -54,8 +54,9 @@ from hirestream.shared.messaging.outbox import OutboxRelay
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME, ErasureLedger, register_erasure
 
 GROUP_ID = "notifications"
-FACTS_PATIENCE_ROUNDS = 10
-FACTS_PATIENCE_STEP_S = 0.5
+# At most ~2 s held on one status change (its partition waits meanwhile).
+FACTS_PATIENCE_ROUNDS = 8
+FACTS_PATIENCE_STEP_S = 0.25
 
 log = structlog.get_logger(__name__)
 
