@@ -222,9 +222,10 @@ class ServiceRuntime:
         timeout = self.settings.shutdown_timeout_s
         if self._sampler is not None:
             self._sampler.cancel()
-        await self.broker.stop()  # subscribers finish their record and commit; producer flushes
+        # Relays first: their sends need the producer, which the broker's stop disconnects.
         for relay in self.relays:
             await relay.stop(timeout_s=timeout / 2)
+        await self.broker.stop()  # subscribers finish their record and commit; producer flushes
         await self.mongo.close()
         log.info("service.stopped")
 

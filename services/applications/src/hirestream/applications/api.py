@@ -173,7 +173,7 @@ def applications_router(
                 f"you already applied to this posting: application {existing['_id']}",
                 application_id=str(existing["_id"]),
             ) from error
-        relay.notify(application.application_id)
+        relay.notify(store.document_id(application.application_id))
         return JSONResponse(
             body,
             status_code=201,
@@ -245,7 +245,7 @@ def applications_router(
             if await store.replace_version(
                 moved, expected_version=application.version, events=[event]
             ):
-                relay.notify(application_id)
+                relay.notify(store.document_id(application_id))
                 return moved
         raise Problem(
             409, "the application keeps changing; try again", headers={"Retry-After": "1"}

@@ -101,6 +101,11 @@ class ApplicationStore:
     def new_id() -> str:
         return str(ObjectId())
 
+    @staticmethod
+    def document_id(application_id: str) -> ObjectId:
+        """The `_id` of the document an id names (what the outbox relay is told)."""
+        return ObjectId(application_id)
+
     async def insert(
         self,
         application: Application,

@@ -97,7 +97,7 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
             created, source=source, correlation_id=request.state.correlation_id
         )
         await store.insert(posting, [event])
-        relay.notify(posting.posting_id)
+        relay.notify(store.document_id(posting.posting_id))
         response.headers["Location"] = f"/postings/{posting.posting_id}"
         response.headers["ETag"] = etag(posting)
         return posting
@@ -180,7 +180,7 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
                 changed, expected_version=posting.version, events=[event]
             ):
                 raise Problem(412, "the posting changed meanwhile; fetch it and try again")
-            relay.notify(posting_id)
+            relay.notify(store.document_id(posting_id))
         response.headers["ETag"] = etag(changed)
         return changed
 
@@ -210,7 +210,7 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
             if await store.replace_version(
                 closed, expected_version=posting.version, events=[envelope]
             ):
-                relay.notify(posting_id)
+                relay.notify(store.document_id(posting_id))
                 response.headers["ETag"] = etag(closed)
                 return closed
         raise Problem(409, "the posting keeps changing; try again", headers={"Retry-After": "1"})

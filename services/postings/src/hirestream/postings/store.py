@@ -78,6 +78,11 @@ class PostingStore:
     def new_id() -> str:
         return str(ObjectId())
 
+    @staticmethod
+    def document_id(posting_id: str) -> ObjectId:
+        """The `_id` of the document an id names (what the outbox relay is told)."""
+        return ObjectId(posting_id)
+
     async def insert(self, posting: Posting, events: list[CloudEvent[Any]]) -> None:
         """Store a new posting and its events in one single-document write (the outbox)."""
         document = {
