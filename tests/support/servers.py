@@ -9,6 +9,7 @@ none can be had, the session fails and says why.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -46,11 +47,17 @@ class Servers:
         return int((self.stack_dir / f"{server}.pid").read_text().split()[0])
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel hands to some outgoing
+# connection between our check and the server's bind would make the server fail to start.
+_PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    for _ in range(200):
+        port = random.randrange(*_PORT_RANGE)
+        if _port_free(port):
+            return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 def consecutive_free_ports(count: int) -> list[int]:
