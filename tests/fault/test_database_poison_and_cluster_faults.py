@@ -348,7 +348,11 @@ class Audit:
     redelivered: int = 0  # extra copies of an event on the wire (same id; consumers dedupe)
     lost: list[str] = field(default_factory=list)  # acknowledged, but something is missing
     doubled: list[str] = field(default_factory=list)  # acknowledged, but something is twice
-    left_by_refused: list[str] = field(default_factory=list)  # not acknowledged, yet written
+    # Answered 503, yet the write reached the database before it hung and landed later: an
+    # unknown outcome, not a refusal (the client retries; applications with its
+    # Idempotency-Key). What must never be is half a write: a document without its event.
+    landed_after_503: list[str] = field(default_factory=list)
+    half_written: list[str] = field(default_factory=list)
     missing: Counter[str] = field(default_factory=Counter)  # what the lost ones lack
 
     @property
@@ -369,7 +373,8 @@ class Audit:
             "lost": len(self.lost),
             "lost_lacking": dict(self.missing),
             "doubled": len(self.doubled),
-            "left_by_refused": len(self.left_by_refused),
+            "landed_after_503": len(self.landed_after_503),
+            "half_written": len(self.half_written),
         }
 
 
@@ -409,10 +414,13 @@ async def audit(answers: list[Answer], stores: Stores, bootstrap: str) -> Audit:
         docs, ids = documents[answer.marker], events[answer.marker]
         if not answer.acknowledged:
             if docs or ids:
-                result.left_by_refused.append(
-                    f"{answer.kind} {answer.marker!r} got {answer.status}, yet left "
+                note = (
+                    f"{answer.kind} {answer.marker!r} got {answer.status}, and left "
                     f"{len(docs)} document(s) and {len(ids)} event(s) on the topic"
                 )
+                result.landed_after_503.append(note)
+                if len(docs) != 1 or len(ids) != 1:
+                    result.half_written.append(note)
             continue
         result.events += len(ids)
         missing = []
@@ -557,7 +565,7 @@ async def test_database_hang_answers_503_and_every_acknowledged_request_complete
     assert found.acknowledged > 0, found.statuses
     assert found.lost == [], found.lost
     assert found.doubled == [], found.doubled
-    assert found.left_by_refused == [], found.left_by_refused
+    assert found.half_written == [], found.half_written
 
 
 # ------------------------------------------------------------------- 4. poison records

@@ -42,7 +42,8 @@ def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
 
 def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        # A list: given the comma-separated string whole, aiokafka takes it for one host name.
+        [server.strip() for server in settings.kafka_bootstrap_servers.split(",")],
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
