@@ -123,6 +123,27 @@ async def test_inline_relay_publishes_in_order_and_nothing_twice(
     records = await read_until(servers.kafka_bootstrap, [topic], lambda rs: False, timeout_s=3)
     assert [r.json()["data"]["version"] for r in records] == list(range(1, 11))
     assert len(sent) == 10
+    # The inline relay left the due time; the sweep cleared it once the outbox was empty.
+    document = await collection.find_one({"_id": aggregate_id})
+    assert document is not None
+    assert (document["outbox"], document["outbox_due_at"]) == ([], None)
+    assert await relay.pending() == (0, None)
+
+
+async def test_pending_counts_documents_with_events_waiting_not_those_only_due(
+    collection: AsyncCollection[dict[str, Any]], producer: AIOKafkaProducer
+) -> None:
+    waiting = closing("a", 1, "test.outbox.pending")
+    await collection.insert_one({"_id": "a", **new_outbox_fields([waiting], FAST)})
+    # Published by the inline relay, due time not yet cleared by the sweep:
+    await collection.insert_one(
+        {"_id": "b", **new_outbox_fields([], FAST), "outbox_due_at": utc_now()}
+    )
+    relay = OutboxRelay(collection, publisher(producer, []), FAST)
+    count, oldest = await relay.pending()
+    assert count == 1
+    assert oldest is not None
+    assert abs((utc_now() - oldest).total_seconds()) < 60
 
 
 async def test_a_failed_publish_keeps_the_events_and_is_retried(

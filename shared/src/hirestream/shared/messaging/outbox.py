@@ -11,12 +11,24 @@ Three fields on the aggregate's document carry the outbox state:
     outbox_due_at   when a sweep may take the document (null: nothing pending)
     outbox_claim    the token of the relay publishing it right now (null: nobody)
 
-After each write the service calls `OutboxRelay.notify(doc_id)`: a background task claims the
-document, publishes its events in order, and pulls them from the array. The write sets
-`outbox_due_at` a little in the future, so the sweep leaves that document to the inline relay
-and nothing is published twice in the normal path. If the process dies before the pull, the
-sweep (every `sweep_interval`) finds the document once `outbox_due_at` has passed and publishes
-again: a duplicate on the wire only after a crash, which consumers absorb by event id.
+After each write the service calls `OutboxRelay.notify(doc_id)`: a background task reads the
+document by `_id`, publishes its pending events in order, and pulls exactly those from the
+array (`$pullAll`, again by `_id`). The write set `outbox_due_at` a little in the future, so the
+sweep leaves a fresh document to this inline relay. If the process dies before the pull, the
+sweep (every `sweep_interval`) finds the document once `outbox_due_at` has passed, claims it
+and publishes again: a duplicate on the wire only after a crash, which consumers absorb by
+event id. The sweep also clears the due time of documents whose outbox is empty by then, in
+one write per round.
+
+Why the inline path takes no claim: the claim is a conditional write (`{_id, claim: null}`),
+and the pull is not; an `_id`-only write is one index lookup on MongoDB and the only filter
+FerretDB v1 pushes down (bench/README.md measured a claim at 150-1,500 ms there against one
+insert's few). Order still holds without it: every relay publishes the outbox as it read it,
+oldest first, and an entry leaves the array only after the broker acknowledged it; so whoever
+publishes an event has published (or seen acknowledged) every earlier one of that document,
+and the first copy of each event reaches the topic in order. Two relays on one document at
+once (two writes in a few milliseconds) can both send an event: at-least-once, as after a
+crash. In one process they never overlap: `notify` queues them per document.
 """
 
 from __future__ import annotations
@@ -79,9 +91,10 @@ def new_outbox_fields(
     events: Iterable[CloudEvent[Any]], timing: OutboxTiming = OutboxTiming()
 ) -> dict[str, Any]:
     """Fields to store in a NEW aggregate document together with its first events."""
+    entries = [outbox_entry(event) for event in events]
     return {
-        OUTBOX: [outbox_entry(event) for event in events],
-        DUE_AT: utc_now() + timing.inline_grace,
+        OUTBOX: entries,
+        DUE_AT: utc_now() + timing.inline_grace if entries else None,
         CLAIM: None,
     }
 
@@ -107,59 +120,92 @@ class OutboxRelay:
     publish: Publish
     timing: OutboxTiming = field(default_factory=OutboxTiming)
     _tasks: set[asyncio.Task[int]] = field(default_factory=set, init=False)
+    _latest: dict[Any, asyncio.Task[int]] = field(default_factory=dict, init=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
 
     def notify(self, doc_id: Any) -> None:
-        """Publish this document's pending events soon, without making the caller wait."""
-        task = asyncio.create_task(self.relay(doc_id), name=f"outbox-relay-{doc_id}")
+        """Publish this document's pending events soon, without making the caller wait.
+
+        Relays of one document run one after the other (each awaits the one before), so this
+        process never sends a document's events twice or out of order."""
+        before = self._latest.get(doc_id)
+        task = asyncio.create_task(self._after(before, doc_id), name=f"outbox-relay-{doc_id}")
+        self._latest[doc_id] = task
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._forget(doc_id, done))
+
+    def _forget(self, doc_id: Any, task: asyncio.Task[int]) -> None:
+        self._tasks.discard(task)
+        if self._latest.get(doc_id) is task:
+            del self._latest[doc_id]
+
+    async def _after(self, before: asyncio.Task[int] | None, doc_id: Any) -> int:
+        if before is not None:
+            await asyncio.gather(before, return_exceptions=True)
+        return await self.relay(doc_id)
 
     async def relay(self, doc_id: Any) -> int:
         """Publish a document's pending events now; returns how many were published.
 
-        (The claims below return the whole document: FerretDB v1 does not implement
-        findAndModify's projection.)
-        """
-        published = 0
-        while True:
-            token = uuid.uuid4().hex
-            doc = await self.collection.find_one_and_update(
-                {"_id": doc_id, CLAIM: None, DUE_AT: {"$ne": None}},
-                {"$set": {CLAIM: token, DUE_AT: utc_now() + self.timing.lease}},
-                return_document=ReturnDocument.AFTER,
-            )
-            if doc is None:
-                # Nothing pending, or another relay holds the claim: that one re-checks after
-                # it releases, so events appended meanwhile are not left behind.
-                return published
-            sent = await self._publish_claimed(doc, token)
-            if sent is None:
-                return published
-            published += sent
+        On a failed send the events stay, and the sweep retries once the due time passes."""
+        doc = await self.collection.find_one({"_id": doc_id}, projection={OUTBOX: 1})
+        if not doc or not doc.get(OUTBOX):
+            return 0
+        sent = await self._publish(doc)
+        if sent:
+            # $pullAll removes exactly the entries we sent, as read. ($pull with a condition
+            # such as {"id": {"$in": ids}} would read better, but FerretDB v1 ignores it.)
+            await self.collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX: sent}})
+            log.debug("outbox.published", doc_id=str(doc_id), events=len(sent))
+        return len(sent)
 
     async def sweep_once(self) -> int:
-        """Publish every document whose events are overdue (left by a crash or a failed send)."""
+        """Publish every document whose events are overdue (left by a crash or a failed send),
+        and clear the due time of those with nothing left to send."""
         published = 0
         now = utc_now()
-        cursor = (
-            self.collection.find({DUE_AT: {"$lte": now}}, projection={"_id": 1})
+        overdue = (
+            await self.collection.find({DUE_AT: {"$lte": now}}, projection={"_id": 1, OUTBOX: 1})
             .sort(DUE_AT, 1)
             .limit(self.timing.sweep_batch)
+            .to_list()
         )
-        async for overdue in cursor:
+        done = [doc["_id"] for doc in overdue if not doc.get(OUTBOX)]
+        if done:
+            # One write for the round. The filter re-checks, so a document that took new
+            # events (and a new due time) since the read keeps them.
+            await self.collection.update_many(
+                {"_id": {"$in": done}, DUE_AT: {"$lte": now}, OUTBOX: {"$size": 0}},
+                {"$set": {DUE_AT: None, CLAIM: None}},
+            )
+        for doc in overdue:
+            if not doc.get(OUTBOX):
+                continue
             token = uuid.uuid4().hex
-            # An expired due time means any claim on it is stale: take it over.
-            doc = await self.collection.find_one_and_update(
-                {"_id": overdue["_id"], DUE_AT: {"$lte": now}},
+            # An expired due time means any claim on it is stale: take it over. The claim
+            # keeps other replicas' sweeps off the document while this one publishes.
+            claimed = await self.collection.find_one_and_update(
+                {"_id": doc["_id"], DUE_AT: {"$lte": now}},
                 {"$set": {CLAIM: token, DUE_AT: utc_now() + self.timing.lease}},
                 return_document=ReturnDocument.AFTER,
             )
-            if doc is not None:
-                published += await self._publish_claimed(doc, token) or 0
+            if claimed is None:
+                continue
+            sent = await self._publish(claimed)
+            failed = len(sent) < len(claimed.get(OUTBOX, []))
+            delay = self.timing.retry_after if failed else self.timing.inline_grace
+            # One write: pull what was sent, release the claim, and come back after `delay`
+            # (to retry, or to find the outbox empty and clear the due time in bulk).
+            release: dict[str, Any] = {"$set": {CLAIM: None, DUE_AT: utc_now() + delay}}
+            if sent:
+                release["$pullAll"] = {OUTBOX: sent}
+            await self.collection.update_one({"_id": claimed["_id"], CLAIM: token}, release)
+            published += len(sent)
         return published
 
-    async def _publish_claimed(self, doc: dict[str, Any], token: str) -> int | None:
+    async def _publish(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """Send the document's outbox in order; returns the entries the broker acknowledged
+        (a prefix: it stops at the first failure)."""
         entries: list[dict[str, Any]] = doc.get(OUTBOX, [])
         sent: list[dict[str, Any]] = []
         try:
@@ -178,36 +224,16 @@ class OutboxRelay:
                 pending=len(entries) - len(sent),
                 error=type(error).__name__,
             )
-            await self._release(doc["_id"], token, sent, retry=True)
-            return None
-        await self._release(doc["_id"], token, sent, retry=False)
-        if sent:
-            log.debug("outbox.published", doc_id=str(doc["_id"]), events=len(sent))
-        return len(sent)
-
-    async def _release(
-        self, doc_id: Any, token: str, sent: list[dict[str, Any]], *, retry: bool
-    ) -> None:
-        delay = self.timing.retry_after if retry else self.timing.inline_grace
-        update: dict[str, Any] = {"$set": {CLAIM: None, DUE_AT: utc_now() + delay}}
-        if sent:
-            # $pullAll removes exactly the entries we sent, as read. ($pull with a condition
-            # such as {"id": {"$in": ids}} would read better, but FerretDB v1 ignores it.)
-            update["$pullAll"] = {OUTBOX: sent}
-        await self.collection.update_one({"_id": doc_id, CLAIM: token}, update)
-        if not retry:
-            # Clear the due time only if nothing was appended meanwhile; otherwise the relay
-            # loop (or, after a crash, the sweep) publishes the newcomers.
-            await self.collection.update_one(
-                {"_id": doc_id, CLAIM: None, OUTBOX: {"$size": 0}}, {"$set": {DUE_AT: None}}
-            )
+        return sent
 
     async def pending(self) -> tuple[int, datetime | None]:
         """How many documents have events waiting, and when the oldest waiting one (in the
         document due first) was recorded."""
-        count = await self.collection.count_documents({DUE_AT: {"$ne": None}})
+        # A due time with an empty outbox is only waiting for the sweep to clear it.
+        waiting = {DUE_AT: {"$ne": None}, OUTBOX: {"$ne": []}}
+        count = await self.collection.count_documents(waiting)
         first_due = await self.collection.find_one(
-            {DUE_AT: {"$ne": None}}, projection={OUTBOX: 1}, sort=[(DUE_AT, 1)]
+            waiting, projection={OUTBOX: 1}, sort=[(DUE_AT, 1)]
         )
         recorded = [entry["at"] for entry in (first_due or {}).get(OUTBOX, []) if "at" in entry]
         return count, min(recorded, default=None)
