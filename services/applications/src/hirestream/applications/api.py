@@ -136,6 +136,8 @@ def applications_router(
         if idempotency_key:
             prior = await store.find_by_idempotency_key(candidate.user_id, idempotency_key)
             if prior is not None:
+                if prior.get("idempotency") is None:  # anonymised since: no response to replay
+                    raise Problem(422, "this Idempotency-Key was used before")
                 return replay(prior, fingerprint)
         posting = await postings.get(posting_id)
         if posting is None:
@@ -143,7 +145,7 @@ def applications_router(
         try:
             application, submitted = Application.submit(
                 form,
-                application_id=store.new_id(),
+                application_id=store.new_id(candidate.user_id, idempotency_key),
                 candidate_id=candidate.user_id,
                 posting=posting,
                 now=utc_now(),
@@ -162,12 +164,13 @@ def applications_router(
         try:
             await store.insert(application, [event], idempotency=idempotency)
         except DuplicateApplication as error:
+            if idempotency_key:  # a concurrent retry of this request won the insert?
+                prior = await store.find_by_idempotency_key(candidate.user_id, idempotency_key)
+                if prior is not None and prior.get("idempotency") is not None:
+                    return replay(prior, fingerprint)
             existing = await store.find_for(candidate.user_id, posting_id)
             if existing is None:  # withdrawn and erased meanwhile: let the client retry
                 raise Problem(409, "a concurrent application; try again") from error
-            first = existing.get("idempotency") or {}
-            if idempotency_key and first.get("key") == idempotency_key:
-                return replay(existing, fingerprint)  # a concurrent retry of this request
             raise Problem(
                 409,
                 f"you already applied to this posting: application {existing['_id']}",

@@ -4,8 +4,8 @@ read model.
 Indexes of `applications` and what each serves:
 - `one_per_candidate_and_posting` (candidate.candidate_id, posting_id), unique: the duplicate
   guard. Concurrent identical applications race on it, and exactly one insert wins;
-- `candidate_newest` (candidate.candidate_id, submitted_at, _id): a candidate's list, and the
-  Idempotency-Key lookup together with `idempotency_key`;
+- `candidate_newest` (candidate.candidate_id, submitted_at, _id): a candidate's list (an
+  Idempotency-Key needs no index: it determines the application's `_id`, see `new_id`);
 - `org_newest` (org, posting_id, status, submitted_at): an employer's lists and filters;
 - `newest` (submitted_at, _id): an admin's list;
 - `outbox_due`: the outbox sweep.
@@ -13,6 +13,7 @@ Indexes of `applications` and what each serves:
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -98,8 +99,15 @@ class ApplicationStore:
         self.collection = collection
 
     @staticmethod
-    def new_id() -> str:
-        return str(ObjectId())
+    def new_id(candidate_id: str, idempotency_key: str | None) -> str:
+        """A new application's id. With an Idempotency-Key it is derived from the candidate
+        and the key, so a retry finds the first response by `_id`: one index lookup on
+        MongoDB (a secondary index would do as well there), and the only lookup FerretDB v1
+        does not answer with a full scan (bench/README.md). Ids stay opaque 24-hex strings."""
+        if idempotency_key is None:
+            return str(ObjectId())
+        digest = hashlib.sha256(f"{candidate_id}\x00{idempotency_key}".encode()).digest()
+        return str(ObjectId(digest[:12]))
 
     @staticmethod
     def document_id(application_id: str) -> ObjectId:
@@ -141,7 +149,11 @@ class ApplicationStore:
         )
 
     async def find_by_idempotency_key(self, candidate_id: str, key: str) -> Document | None:
-        return await self.collection.find_one({CANDIDATE_ID: candidate_id, "idempotency.key": key})
+        """The application an earlier request with this key created, if any (its
+        `idempotency` is None once the application was anonymised)."""
+        return await self.collection.find_one(
+            {"_id": self.document_id(self.new_id(candidate_id, key))}
+        )
 
     async def replace_version(
         self, application: Application, *, expected_version: int, events: list[CloudEvent[Any]]
