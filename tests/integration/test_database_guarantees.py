@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from hirestream.notifications.store import NotificationStore
+from hirestream.shared.events.types import utc_now
 from tests.conftest import unique_db
 
 pytestmark = pytest.mark.integration
@@ -75,3 +78,29 @@ async def test_a_unique_index_admits_one_of_concurrent_inserts(
         return True
 
     assert sum(await asyncio.gather(*(insert(i) for i in range(CONTENDERS)))) == 1
+
+
+async def test_the_delivery_queue_gives_each_due_delivery_to_one_worker(
+    collection: AsyncCollection[dict[str, Any]],
+) -> None:
+    # NotificationStore.claim_due reads the first due delivery, then compare-and-sets its due
+    # time: concurrent workers must never both get one.
+    store = NotificationStore(collection)
+    now = utc_now()
+    await collection.insert_many(
+        [{"_id": f"n{i}", "delivery_due_at": now - timedelta(seconds=i)} for i in range(5)]
+    )
+
+    async def worker() -> list[str]:
+        taken: list[str] = []
+        while (document := await store.claim_due(now=now, lease=timedelta(minutes=1))) or (
+            await collection.count_documents({"delivery_due_at": {"$lte": now}})
+        ):
+            if document is not None:
+                taken.append(document["_id"])
+        return taken
+
+    claims = [
+        doc_id for taken in await asyncio.gather(*(worker() for _ in range(8))) for doc_id in taken
+    ]
+    assert sorted(claims) == [f"n{i}" for i in range(5)]

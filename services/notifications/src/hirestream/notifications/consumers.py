@@ -4,7 +4,7 @@ Each handler remembers what later events will need, asks the domain for the plan
 every planned notification under its deterministic id. A redelivered event finds them all
 stored and changes nothing; the offset is committed after the handler returns (at least once),
 so the effect is exactly once. In-app notifications are delivered by being stored; email and
-webhook ones are handed to the delivery worker.
+webhook ones are stored leased to this process's delivery worker and handed to it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -150,17 +151,23 @@ class Notifier:
     async def _make(
         self, event: CloudEvent[Any], plan: Sequence[PlannedNotification], *, org: str
     ) -> None:
-        made = 0
-        for planned in plan:
-            made += await self._store(event, planned)
+        due_at, hand_over = self.worker.due_at_for_new()
+        planned = [self._planned(event, notification, due_at) for notification in plan]
         org_preferences = await self.preferences.get(org_recipient(org))
         for webhook in await self.webhooks.subscribed(event.type, org):
             # An org's webhooks follow its preferences; an admin's (org None) always deliver.
             if webhook.get("org") is None or org_preferences.wants(event.type, Channel.WEBHOOK):
-                made += await self._store_webhook(event, webhook)
-        if made:
+                planned.append((self._webhook(event, webhook, due_at), []))
+        made = await self.notifications.create(planned)  # one write for the whole event
+        for document in made:
+            if document["channel"] == Channel.IN_APP.value:
+                self.relay.notify(document["_id"])
+        deliveries = [doc for doc in made if doc["channel"] != Channel.IN_APP.value]
+        if hand_over:
+            self.worker.hand_over(deliveries)
+        elif deliveries:
             self.worker.wake()
-        log.info("notifications.made", kind=event.type, planned=len(plan), new=made)
+        log.info("notifications.made", kind=event.type, planned=len(planned), new=len(made))
 
     def _base(self, event: CloudEvent[Any], recipient: str, channel: Channel) -> dict[str, Any]:
         return {
@@ -174,49 +181,48 @@ class Notifier:
             "created_at": utc_now(),
         }
 
-    async def _store(self, event: CloudEvent[Any], planned: PlannedNotification) -> int:
+    def _planned(
+        self, event: CloudEvent[Any], planned: PlannedNotification, due_at: datetime
+    ) -> tuple[dict[str, Any], list[CloudEvent[Any]]]:
+        """One planned notification as its document and the events of its outbox."""
         document = {
             **self._base(event, planned.recipient, planned.channel),
             "title": planned.title,
             "body": planned.body,
         }
-        if planned.channel is Channel.IN_APP:
-            # Stored is delivered: the outcome event goes in the same write.
-            delivered = NOTIFICATION_DELIVERED.new(
-                NotificationDelivered(
-                    notification_id=document["_id"],
-                    channel=Channel.IN_APP,
-                    recipient=planned.recipient,
-                    kind=event.type,
-                    subject=event.subject,
-                    source_event_id=event.id,
-                    outcome=DeliveryOutcome.DELIVERED,
-                    attempts=1,
-                    at=document["created_at"],
-                ),
-                source=self.source,
-                correlation_id=event.correlationid,
-            )
-            created = await self.notifications.create(
-                {**document, "read": False, "status": DeliveryOutcome.DELIVERED.value}, [delivered]
-            )
-            if created:
-                self.relay.notify(document["_id"])
-            return int(created)
-        pending = {**document, "email": planned.email, "status": "pending", "attempts": []}
-        return int(await self.notifications.create({**pending, "delivery_due_at": utc_now()}, []))
+        if planned.channel is not Channel.IN_APP:
+            pending: dict[str, Any] = {"email": planned.email, "status": "pending", "attempts": []}
+            return {**document, **pending, "delivery_due_at": due_at}, []
+        # Stored is delivered: the outcome event goes in the same write.
+        delivered = NOTIFICATION_DELIVERED.new(
+            NotificationDelivered(
+                notification_id=document["_id"],
+                channel=Channel.IN_APP,
+                recipient=planned.recipient,
+                kind=event.type,
+                subject=event.subject,
+                source_event_id=event.id,
+                outcome=DeliveryOutcome.DELIVERED,
+                attempts=1,
+                at=document["created_at"],
+            ),
+            source=self.source,
+            correlation_id=event.correlationid,
+        )
+        return {**document, "read": False, "status": DeliveryOutcome.DELIVERED.value}, [delivered]
 
-    async def _store_webhook(self, event: CloudEvent[Any], webhook: dict[str, Any]) -> int:
+    def _webhook(
+        self, event: CloudEvent[Any], webhook: dict[str, Any], due_at: datetime
+    ) -> dict[str, Any]:
         recipient = f"webhook:{webhook['_id']}"
-        document = {
+        return {
             **self._base(event, recipient, Channel.WEBHOOK),
             "webhook_id": str(webhook["_id"]),
             "payload": serialize(event).decode(),
             "status": "pending",
             "attempts": [],
-            "delivery_due_at": utc_now(),
+            "delivery_due_at": due_at,
         }
-        return int(await self.notifications.create(document, []))
 
 
 PRIVACY_GROUP_ID = "notifications.privacy"

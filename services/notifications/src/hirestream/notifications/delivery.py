@@ -1,7 +1,10 @@
 """Delivering email and webhook notifications: the adapters and the worker that drives them.
 
-A notification for email or a webhook is stored first (pending, due now) by the event handler;
-this worker then claims due ones with a lease, tries the channel, and records every attempt.
+A notification for email or a webhook is stored first by the event handler, already leased to
+this process (due when the lease ends), and handed straight to this worker: no claim is needed
+for it, since no other worker takes it before the lease ends. Retries, and deliveries whose
+process died, are found when due: the worker polls, claims one with a lease (read the first due,
+then compare-and-set its due time), tries the channel, and records every attempt.
 Failures are retried with exponential backoff and full jitter up to a bounded number of
 attempts; the final outcome (delivered or failed) is written together with its
 `notification.delivered` event (the outbox), so an outcome and its event cannot part.
@@ -13,13 +16,14 @@ the send (webhook receivers deduplicate on the CloudEvent `id`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
@@ -147,6 +151,9 @@ class RetryPolicy:
     lease: timedelta = timedelta(seconds=60)
 
 
+# Deliveries handed over from the event handler and waiting for the worker, at most.
+HANDOVER_QUEUE_LIMIT = 200
+
 WebhookLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
@@ -173,6 +180,22 @@ class DeliveryWorker:
         self.poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._handed: collections.deque[dict[str, Any]] = collections.deque()
+
+    def due_at_for_new(self) -> tuple[datetime, bool]:
+        """The due time to store a new delivery with, and whether to hand it over.
+
+        Leased to this process while its queue has room (it attempts the delivery at once,
+        well within the lease); due now otherwise, for the poll to find: the queue stays
+        bounded in memory and a lease never runs out while its delivery waits in line."""
+        if len(self._handed) < HANDOVER_QUEUE_LIMIT:
+            return utc_now() + self.policy.lease, True
+        return utc_now(), False
+
+    def hand_over(self, documents: list[dict[str, Any]]) -> None:
+        """Deliver these just-stored notifications, leased by `due_at_for_new`, soon."""
+        self._handed.extend(documents)
+        self._wake.set()
 
     def wake(self) -> None:
         """New deliveries are due: look now rather than at the next poll."""
@@ -189,6 +212,8 @@ class DeliveryWorker:
     async def _run(self) -> None:
         while True:
             try:
+                while self._handed:
+                    await self.attempt(self._handed.popleft(), now=utc_now())
                 while await self.deliver_next():
                     pass
             except Exception as error:  # database away: try again at the next round
@@ -203,6 +228,11 @@ class DeliveryWorker:
         document = await self.store.claim_due(now=now, lease=self.policy.lease)
         if document is None:
             return False
+        await self.attempt(document, now=now)
+        return True
+
+    async def attempt(self, document: dict[str, Any], *, now: datetime) -> None:
+        """One attempt of a delivery this process holds the lease of, and its record."""
         channel = Channel(document["channel"])
         attempt_number = len(document.get("attempts", [])) + 1
         started = time.perf_counter()
@@ -231,7 +261,7 @@ class DeliveryWorker:
                 events=[],
             )
             log.info("delivery.retry", channel=channel, attempt=attempt_number, in_s=round(wait, 2))
-            return True
+            return
         event = NOTIFICATION_DELIVERED.new(
             NotificationDelivered(
                 notification_id=document["_id"],
@@ -254,7 +284,6 @@ class DeliveryWorker:
         self.relay.notify(document["_id"])
         DELIVERIES.labels(channel.value, outcome.value).inc()
         log.info("delivery.final", channel=channel, outcome=outcome, attempts=attempt_number)
-        return True
 
     async def _send(self, channel: Channel, document: dict[str, Any]) -> int | None:
         if channel is Channel.EMAIL:

@@ -26,7 +26,7 @@ from bson import ObjectId
 from pymongo import IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from hirestream.notifications.domain import (
     MATCH_ALL,
@@ -57,6 +57,7 @@ WEBHOOKS = "webhooks"
 ANNOUNCED_POSTINGS = "announced_postings"
 APPLICATIONS_SEEN = "applications_seen"
 DUE = "delivery_due_at"
+DUPLICATE_KEY = 11000  # MongoDB's error code for a unique index refusing a write
 NEWEST = newest_first("created_at")
 
 INDEXES = [
@@ -120,13 +121,25 @@ class NotificationStore:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
 
-    async def create(self, document: Document, events: list[CloudEvent[Any]]) -> bool:
-        """Insert once; False when this notification exists already (a redelivered event)."""
+    async def create(
+        self, documents: list[tuple[Document, list[CloudEvent[Any]]]]
+    ) -> list[Document]:
+        """Insert each notification (with the events of its outbox) once, all in one round
+        trip; returns the ones that were new. Those that exist already (a redelivered event)
+        are refused by the unique `_id` and left as they are."""
+        if not documents:
+            return []
+        stored = [{**document, **new_outbox_fields(events)} for document, events in documents]
         try:
-            await self.collection.insert_one({**document, **new_outbox_fields(events)})
-        except DuplicateKeyError:
-            return False
-        return True
+            # Unordered: one existing notification does not stop the others.
+            await self.collection.insert_many(stored, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            existing = {e["index"] for e in errors if e.get("code") == DUPLICATE_KEY}
+            if len(existing) < len(errors):
+                raise
+            return [document for i, document in enumerate(stored) if i not in existing]
+        return stored
 
     async def inbox(
         self, recipient: str, *, limit: int, cursor: str | None
@@ -151,11 +164,21 @@ class NotificationStore:
         return NotificationView.model_validate({**document, "notification_id": document["_id"]})
 
     async def claim_due(self, *, now: datetime, lease: timedelta) -> Document | None:
-        """Take the next email or webhook delivery that is due, for `lease`."""
+        """Take the next email or webhook delivery that is due, for `lease`; None when none
+        is due, or when another worker took the one found first (the caller polls again).
+
+        A read, then a compare-and-set on the due time read, rather than one findAndModify
+        with a sort: most polls find nothing, and a read does not queue behind writes (on
+        FerretDB v1 a filter that is not exactly `{_id}` scans the collection, and a write
+        that scans holds up every other; bench/README.md)."""
+        first = await self.collection.find_one(
+            {DUE: {"$lte": now}}, projection={DUE: 1}, sort=[(DUE, 1)]
+        )
+        if first is None:
+            return None
         return await self.collection.find_one_and_update(
-            {DUE: {"$lte": now}},
+            {"_id": first["_id"], DUE: first[DUE]},
             {"$set": {DUE: now + lease}},
-            sort=[(DUE, 1)],
             return_document=ReturnDocument.AFTER,
         )
 
