@@ -203,17 +203,33 @@ build_kafka() {
 # compiler is needed; the PostgreSQL backend is left out to keep it small.
 FERRETDB_BUILD_FLAGS=(-trimpath -buildvcs=false -tags ferretdb_no_postgresql -ldflags "-s -w")
 
+# FerretDB's own source gets our patches/ (see each file's comment) before the
+# build: a copy of the module, patched, replaces it in a copy of our wrapper's
+# go.mod. The wrapper's files in the repository stay untouched.
 build_ferretdb() {
     local src="$SCRIPT_DIR/ferretdb" stamp="$FERRETDB_BIN.sha256" want
-    want=$( (cat "$src"/*.go "$src/go.mod" "$src/go.sum" && echo "${FERRETDB_BUILD_FLAGS[*]}") | sha256sum | cut -d' ' -f1)
+    want=$( (cat "$src"/*.go "$src/go.mod" "$src/go.sum" "$src"/patches/*.patch &&
+        echo "${FERRETDB_BUILD_FLAGS[*]}") | sha256sum | cut -d' ' -f1)
     [[ -x $FERRETDB_BIN && -f $stamp && $(<"$stamp") == "$want" ]] && return 0
 
     need_go
     note "building FerretDB (once; ~1-2 min on a fresh machine)"
     mkdir -p "$CACHE_DIR/bin"
-    local log="$CACHE_DIR/bin/ferretdb-build.log"
-    (cd "$src" && CGO_ENABLED=0 go build "${FERRETDB_BUILD_FLAGS[@]}" -o "$FERRETDB_BIN.new" .) >"$log" 2>&1 ||
-        die "building FerretDB failed — see $log"
+    local log="$CACHE_DIR/bin/ferretdb-build.log" build="$CACHE_DIR/ferretdb-build"
+    local module="github.com/FerretDB/FerretDB" upstream patch
+    rm -rf "$build" && mkdir -p "$build/wrapper"
+    cp "$src"/*.go "$src/go.mod" "$src/go.sum" "$build/wrapper/"
+    {
+        (cd "$build/wrapper" && go mod download "$module") &&
+            upstream=$(cd "$build/wrapper" && go list -m -f '{{.Dir}}' "$module") &&
+            cp -R "$upstream" "$build/ferretdb" && chmod -R u+w "$build/ferretdb" &&
+            for patch in "$src"/patches/*.patch; do
+                (cd "$build/ferretdb" && patch -p1 --forward --quiet <"$patch") || exit 1
+            done &&
+            (cd "$build/wrapper" && go mod edit -replace "$module=$build/ferretdb" &&
+                CGO_ENABLED=0 go build "${FERRETDB_BUILD_FLAGS[@]}" -o "$FERRETDB_BIN.new" .)
+    } >"$log" 2>&1 || die "building FerretDB failed — see $log"
+    rm -rf "$build"
     mv -f "$FERRETDB_BIN.new" "$FERRETDB_BIN"
     echo "$want" >"$stamp"
 }
