@@ -21,9 +21,13 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 @cache
-def _schema(event_type: EventType[Any]) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((SCHEMAS / schema_path(event_type)).read_text())
-    return loaded
+def _validator(event_type: EventType[Any]) -> Any:
+    """The committed schema's validator, checked and built once: `jsonschema.validate` would
+    re-check the schema itself on every record, which made reading a topic CPU-bound."""
+    schema = json.loads((SCHEMAS / schema_path(event_type)).read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
 
 
 def check_against_contract(record: Record) -> None:
@@ -39,7 +43,7 @@ def check_against_contract(record: Record) -> None:
     if not (isinstance(wire, dict) and str(wire.get("source", "")).startswith("hirestream/")):
         return  # not published by a service (tests produce their own events too)
     event = event_type.parse(record.value)
-    jsonschema.validate(wire["data"], _schema(event_type))
+    _validator(event_type).validate(wire["data"])
     assert record.key == event.subject.encode(), "the record key must be the event subject"
     assert record.headers.get("content-type") == CONTENT_TYPE
 
