@@ -9,11 +9,17 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    RebalanceInProgressError,
+    TopicAlreadyExistsError,
+    UnknownMemberIdError,
+)
 
 from hirestream.shared.events.envelope import CONTENT_TYPE
 
 HEADERS = [("content-type", CONTENT_TYPE.encode())]
+SKIP_ATTEMPTS = 30  # 2 s apart: longer than a consumer session times out
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 3) -> None:
@@ -107,6 +113,15 @@ async def skip_to_end(bootstrap: str, group: str, topic: str) -> None:
     await consumer.start()
     try:
         consumer.assign(list(ends))
-        await consumer.commit(dict(ends))
+        # A member that left without saying so (a stopped service) keeps the group busy
+        # until its session times out; until then the broker refuses a commit from outside.
+        for attempt in range(SKIP_ATTEMPTS):
+            try:
+                await consumer.commit(dict(ends))
+                return
+            except (CommitFailedError, UnknownMemberIdError, RebalanceInProgressError):
+                if attempt == SKIP_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(2)
     finally:
         await consumer.stop()

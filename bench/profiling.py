@@ -132,8 +132,9 @@ def _short(frame: str) -> str:
 
 
 async def database_probe(collection: AsyncCollection[dict[str, Any]]) -> dict[str, Any]:
-    """How long the outbox relay's queries take on this collection, beside a lookup by `_id`
-    alone, and whether the server pushed each filter down (FerretDB's explain says so)."""
+    """How long the outbox relay's queries take on this collection (the inline relay's by
+    `_id`, the sweep's conditional ones), and whether the server pushed each filter down
+    (FerretDB's explain says so)."""
     sample = await collection.find_one({}, projection={"_id": 1}, sort=[("_id", -1)])
     if sample is None:
         return {"documents": 0}
@@ -161,7 +162,14 @@ async def database_probe(collection: AsyncCollection[dict[str, Any]]) -> dict[st
             "find_one_ms": round(read_ms, 1),
             "filter_pushdown": explained.get("filterPushdown"),
         }
-    # The claim itself is a findAndModify; its filter matches nothing here (the claim field is
+    # The inline relay's one write: an update by `_id` alone (pulling from a field no document
+    # has, so nothing changes).
+    began = time.perf_counter()
+    await collection.update_one({"_id": doc_id}, {"$pullAll": {"bench_probe_absent": [1]}})
+    results["inline relay pull: update {_id} (changes nothing)"] = {
+        "ms": round((time.perf_counter() - began) * 1000, 1)
+    }
+    # The sweep's claim is a findAndModify; its filter matches nothing here (the claim field is
     # set to a token no document holds), so the probe changes no data.
     began = time.perf_counter()
     await collection.find_one_and_update(
