@@ -193,7 +193,10 @@ async def machine(servers: Servers) -> dict[str, Any]:
         database = {
             "kind": "FerretDB",
             "version": match.group(1) if match else info.get("ferretdbVersion"),
-            "backend": "SQLite (local stack wrapper, write commands serialised)",
+            "backend": (
+                "SQLite (local stack wrapper: write commands serialised; lookups by _id use "
+                "the _id index, deploy/local/ferretdb/patches)"
+            ),
             "reports_mongodb": info.get("version"),
         }
     else:

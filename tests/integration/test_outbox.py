@@ -31,6 +31,7 @@ FAST = OutboxTiming(
     lease=timedelta(seconds=2),
     retry_after=timedelta(milliseconds=200),
     sweep_interval_s=0.2,
+    sweep_idle_interval_s=0.5,
 )
 
 

@@ -60,7 +60,8 @@ log = structlog.get_logger(__name__)
 
 # How long start-up keeps trying to reach Kafka and MongoDB before the process gives up.
 STARTUP_PATIENCE_S = 120
-METRICS_SAMPLE_INTERVAL_S = 5.0
+# Prometheus scrapes every 15-30 s; the outbox gauges cost two queries per relay.
+METRICS_SAMPLE_INTERVAL_S = 10.0
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]

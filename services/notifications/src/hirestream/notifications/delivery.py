@@ -181,6 +181,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._handed: collections.deque[dict[str, Any]] = collections.deque()
+        self._poll_now = False
 
     def due_at_for_new(self) -> tuple[datetime, bool]:
         """The due time to store a new delivery with, and whether to hand it over.
@@ -199,6 +200,7 @@ class DeliveryWorker:
 
     def wake(self) -> None:
         """New deliveries are due: look now rather than at the next poll."""
+        self._poll_now = True
         self._wake.set()
 
     def start(self) -> None:
@@ -210,17 +212,27 @@ class DeliveryWorker:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
+        next_poll = 0.0
         while True:
             try:
                 while self._handed:
                     await self.attempt(self._handed.popleft(), now=utc_now())
-                while await self.deliver_next():
-                    pass
+                if self._poll_now or time.monotonic() >= next_poll:
+                    # Retries, and deliveries a dead process left, are found by a query: run
+                    # it every poll interval (or when asked), not after every hand-over.
+                    self._poll_now = False
+                    next_poll = time.monotonic() + self.poll_interval_s
+                    while await self.deliver_next():
+                        pass
             except Exception as error:  # database away: try again at the next round
                 log.warning("delivery.round_failed", error=type(error).__name__)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):  # a poll: also retries that fell due
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+            if self._handed or self._poll_now:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=max(0.0, next_poll - time.monotonic())
+                )
 
     async def deliver_next(self) -> bool:
         """Attempt one due delivery; False when none is due."""

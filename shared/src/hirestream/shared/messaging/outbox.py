@@ -83,8 +83,13 @@ class OutboxTiming:
     lease: timedelta = timedelta(seconds=30)
     # After a failed publish, when to try again.
     retry_after: timedelta = timedelta(seconds=2)
+    # How often the sweep looks while it finds overdue events, and after a round that found
+    # none. Its query is an index range scan on MongoDB but a full collection scan on FerretDB
+    # v1, so an idle relay looks less often; a crash elsewhere is repaired within
+    # inline_grace + sweep_idle_interval_s.
     sweep_interval_s: float = 1.0
-    sweep_batch: int = 100
+    sweep_idle_interval_s: float = 5.0
+    sweep_batch: int = 500
 
 
 def new_outbox_fields(
@@ -121,6 +126,7 @@ class OutboxRelay:
     timing: OutboxTiming = field(default_factory=OutboxTiming)
     _tasks: set[asyncio.Task[int]] = field(default_factory=set, init=False)
     _latest: dict[Any, asyncio.Task[int]] = field(default_factory=dict, init=False)
+    _found_overdue: bool = field(default=False, init=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
 
     def notify(self, doc_id: Any) -> None:
@@ -178,6 +184,11 @@ class OutboxRelay:
                 {"_id": {"$in": done}, DUE_AT: {"$lte": now}, OUTBOX: {"$size": 0}},
                 {"$set": {DUE_AT: None, CLAIM: None}},
             )
+        # Busy (look again soon) if events are overdue, or if a full batch came back: what
+        # lies behind it is unseen.
+        self._found_overdue = len(overdue) == self.timing.sweep_batch or any(
+            doc.get(OUTBOX) for doc in overdue
+        )
         for doc in overdue:
             if not doc.get(OUTBOX):
                 continue
@@ -247,7 +258,10 @@ class OutboxRelay:
                 await self.sweep_once()
             except Exception as error:  # database down: try again next round, never die
                 log.warning("outbox.sweep_failed", error=type(error).__name__, detail=str(error))
-            await asyncio.sleep(self.timing.sweep_interval_s)
+            busy = self._found_overdue
+            await asyncio.sleep(
+                self.timing.sweep_interval_s if busy else self.timing.sweep_idle_interval_s
+            )
 
     async def stop(self, timeout_s: float) -> None:
         """Stop sweeping and let inline relays in flight finish (bounded by timeout_s)."""
