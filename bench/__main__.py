@@ -45,6 +45,13 @@ SERVICE_OF = {
 }
 
 
+def shared_note(load_1min: float, cores: int) -> str:
+    """Whether other work shared the machine when the run began (its 1-minute load)."""
+    if load_1min < cores / 2:
+        return f"quiet at start: 1-minute load {load_1min} on {cores} cores"
+    return f"busy at start: 1-minute load {load_1min} on {cores} cores, other work shared them"
+
+
 def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -325,7 +332,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 "machine": {
                     **info,
                     "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-                    "shared": "other engineers' test suites ran on the same 2 cores: noisy",
+                    "shared": shared_note(info["load_average_at_start"][0], info["nproc"]),
                 },
                 "sizes": sizes.as_json(),
                 "size_notes": notes,

@@ -113,7 +113,7 @@ def write_chart(path: Path, report: dict[str, Any]) -> None:
         f"hirestream benchmarks {report['started_at'][:16]}Z — {machine['nproc']} cores, "
         f"{machine['memory_gib']} GiB, {database['kind']} {database.get('version')}, "
         f"Kafka {machine['kafka']['version']}"
-        f"{' — QUICK' if report['quick'] else ''} — shared, noisy machine",
+        f"{' — QUICK' if report['quick'] else ''} — {machine['shared'].split(':')[0]}",
         fontsize=11,
     )
     figure.tight_layout(rect=(0, 0, 1, 0.96))

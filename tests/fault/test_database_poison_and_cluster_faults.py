@@ -457,12 +457,16 @@ async def audit(answers: list[Answer], stores: Stores, bootstrap: str) -> Audit:
 
 
 async def settle(answers: list[Answer], stores: Stores, bootstrap: str) -> tuple[Audit, float]:
-    """Wait until every acknowledged request is complete (or time out); the final audit and
-    when it was complete (monotonic time)."""
+    """Wait until every acknowledged request is complete and every refused one that landed
+    anyway is whole (or time out); the final audit and when it was complete (monotonic time).
+
+    A write refused with 503 that landed when the database came back was never handed to
+    the inline relay: the outbox sweep publishes its event within inline_grace +
+    sweep_idle_interval_s, so "whole" is judged once that had its chance."""
 
     async def complete() -> Audit | None:
         found = await audit(answers, stores, bootstrap)
-        return found if not found.lost else None
+        return found if not found.lost and not found.half_written else None
 
     try:
         found = await eventually(complete, timeout_s=SETTLE_TIMEOUT_S, every_s=1)
