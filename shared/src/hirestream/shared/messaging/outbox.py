@@ -148,7 +148,11 @@ class OutboxRelay:
     async def _after(self, before: asyncio.Task[int] | None, doc_id: Any) -> int:
         if before is not None:
             await asyncio.gather(before, return_exceptions=True)
-        return await self.relay(doc_id)
+        try:
+            return await self.relay(doc_id)
+        except Exception as error:  # database away: the events wait for the sweep
+            log.warning("outbox.relay_failed", doc_id=str(doc_id), error=type(error).__name__)
+            return 0
 
     async def relay(self, doc_id: Any) -> int:
         """Publish a document's pending events now; returns how many were published.
