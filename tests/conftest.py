@@ -76,6 +76,16 @@ def auth() -> Callable[..., dict[str, str]]:
     return bearer
 
 
+async def http_only_client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for an app whose lifespan is NOT started, for checks that answer before
+    any database or broker call. Such an app joins no consumer group: a throwaway app in the
+    services' group would take partitions (and a backlog) from the app under test, and its
+    leaving would stall the group in a rebalance."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
 async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to an in-process app whose lifespan (Kafka, MongoDB) is running."""
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:

@@ -38,7 +38,7 @@ from hirestream.shared.events.applications import (
 from hirestream.shared.events.envelope import CloudEvent, serialize
 from hirestream.shared.events.postings import POSTING_CREATED, PostingCreated
 from hirestream.shared.events.types import utc_now
-from tests.conftest import bearer, client_for, settings_for, unique_db
+from tests.conftest import bearer, client_for, http_only_client_for, settings_for, unique_db
 from tests.support.factories import snapshot_fields
 from tests.support.kafka import Record, produce, read_until
 from tests.support.polling import eventually
@@ -310,7 +310,7 @@ async def test_a_loopback_webhook_url_is_refused_when_private_targets_are_not_al
         mongodb_database=unique_db("notifications"),
         webhook_allow_private=False,
     )
-    async for strict in client_for(create_app(settings)):
+    async for strict in http_only_client_for(create_app(settings)):
         response = await strict.post(
             "/webhooks",
             json={
