@@ -1,7 +1,9 @@
 """What the services rely on from the database, checked on the server the tests run against.
 
 MongoDB guarantees these for single-document writes; FerretDB v1 on SQLite needs the
-write-serialising proxy of deploy/local/ferretdb/serialise.go for the first two.
+write-serialising proxy of deploy/local/ferretdb/serialise.go for the first two, and the
+patch deploy/local/ferretdb/patches/update-closes-each-statement.patch for the many-statement
+update.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -63,6 +65,25 @@ async def test_find_one_and_update_claims_once(
         return won is not None
 
     assert sum(await asyncio.gather(*(claim(i) for i in range(CONTENDERS)))) == 1
+
+
+async def test_an_update_command_of_many_statements_completes(
+    collection: AsyncCollection[dict[str, Any]],
+) -> None:
+    # FerretDB v1.24 kept each statement's query open until the whole command returned: a
+    # bulk write of more than ~100 updates waited for ever on its 100-connection SQLite pool.
+    # The time-out only turns that hang into a failure; nothing here measures speed.
+    statements = 250
+    await collection.insert_many([{"_id": n, "sent": False} for n in range(statements)])
+    result = await asyncio.wait_for(
+        collection.bulk_write(
+            [UpdateOne({"_id": n}, {"$set": {"sent": True}}) for n in range(statements)],
+            ordered=False,
+        ),
+        timeout=120,
+    )
+    assert result.modified_count == statements
+    assert await collection.count_documents({"sent": True}) == statements
 
 
 async def test_a_unique_index_admits_one_of_concurrent_inserts(
