@@ -256,9 +256,16 @@ async def wait_for_mail(servers: Servers, address: str) -> list[EmailMessage]:
 
 
 def delivered_about(records: list[Record], source_event_id: str) -> list[Json]:
-    """The `data` of every notification.delivered that reports on `source_event_id`."""
-    payloads = [record.json()["data"] for record in records]
-    return [data for data in payloads if data["source_event_id"] == source_event_id]
+    """The `data` of every notification.delivered event that reports on `source_event_id`,
+    each event once: as the contract says, a consumer deduplicates on the event id. Copies
+    (a redelivered source event announces its in-app notifications again) must be identical."""
+    events: dict[str, Json] = {}
+    for record in records:
+        event = record.json()
+        if event["data"]["source_event_id"] != source_event_id:
+            continue
+        assert events.setdefault(event["id"], event) == event, "two copies of an event differ"
+    return [event["data"] for event in events.values()]
 
 
 async def settled_deliveries(

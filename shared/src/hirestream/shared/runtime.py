@@ -33,7 +33,7 @@ from hirestream.shared.events.envelope import CloudEvent, EventType
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.logging import configure_logging
 from hirestream.shared.messaging.broker import kafka_security, make_broker
-from hirestream.shared.messaging.outbox import OutboxRelay, OutboxTiming
+from hirestream.shared.messaging.outbox import OutboxRelay, OutboxTiming, outbox_entry
 from hirestream.shared.privacy import ERASURES, ErasureLedger
 from hirestream.shared.settings import ServiceSettings, load_settings
 from hirestream.shared.storage.mongo import (
@@ -119,6 +119,16 @@ class ServiceRuntime:
     ) -> None:
         await self.broker.publish(value, topic, key=key, headers=dict(headers))
         EVENTS_PUBLISHED.labels(topic).inc()
+
+    async def publish_event(self, event: CloudEvent[Any]) -> None:
+        """Publish an event now, without an outbox. Only for an event a consumer derives from
+        the record in hand, before it commits that record's offset: the record itself is then
+        the durable note that the event is owed (a crash redelivers it and the consumer derives
+        the event again, with the same id)."""
+        entry = outbox_entry(event)
+        await self._publish(
+            entry["topic"], entry["key"].encode(), entry["value"].encode(), entry["headers"]
+        )
 
     @property
     def personal_data_topics(self) -> set[str]:

@@ -105,7 +105,7 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         alerts=alerts,
         webhooks=webhooks,
         facts=FactStore(db),
-        relay=relay,
+        publish=runtime.publish_event,
         worker=worker,
         erasures=runtime.erasure_ledger(),
         source=runtime.source,

@@ -3,14 +3,22 @@
 Each handler remembers what later events will need, asks the domain for the plan, and stores
 every planned notification under its deterministic id. A redelivered event finds them all
 stored and changes nothing; the offset is committed after the handler returns (at least once),
-so the effect is exactly once. In-app notifications are delivered by being stored; email and
-webhook ones are stored leased to this process's delivery worker and handed to it.
+so the effect is exactly once. `application.submitted`, the busy topic, is handled a batch at a
+time: a few database commands per batch, not per event (ADR 0005).
+
+In-app notifications are delivered by being stored. Their `notification.delivered` events do
+not go through an outbox: the handler publishes them after the insert and before the offset
+commit, so the source event itself is the durable record that they are owed. A redelivered
+source event publishes them again, identical (id and time derived from the stored notification),
+and consumers drop the copy by id. Email and webhook notifications are stored leased to this
+process's delivery worker and handed to it; it records each outcome with its event (outbox).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,28 +58,41 @@ from hirestream.shared.events.notifications import (
 )
 from hirestream.shared.events.postings import POSTING_CREATED, PostingCreated
 from hirestream.shared.events.types import utc_now
-from hirestream.shared.messaging.consuming import subscribe
-from hirestream.shared.messaging.outbox import OutboxRelay
+from hirestream.shared.messaging.consuming import subscribe, subscribe_batch
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME, ErasureLedger, register_erasure
 
 GROUP_ID = "notifications"
 # At most ~2 s held on one status change (its partition waits meanwhile).
 FACTS_PATIENCE_ROUNDS = 8
 FACTS_PATIENCE_STEP_S = 0.25
+# Names the ids of in-app delivery events, derived from the notification's id.
+IN_APP_DELIVERED_NAMESPACE = uuid.UUID("5b0f6f55-6c4e-4d43-9a36-2f8f1f0f7d01")
 
 log = structlog.get_logger(__name__)
+
+Document = dict[str, Any]
+PublishEvent = Callable[[CloudEvent[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Occasion:
+    """One event and the notifications it calls for, before the webhooks are added."""
+
+    event: CloudEvent[Any]
+    plan: Sequence[PlannedNotification]
+    org: str
 
 
 @dataclass
 class Notifier:
-    """Turns one event into its notifications, each stored once."""
+    """Turns events into their notifications, each stored once."""
 
     notifications: NotificationStore
     preferences: PreferenceStore
     alerts: AlertStore
     webhooks: WebhookStore
     facts: FactStore
-    relay: OutboxRelay
+    publish: PublishEvent
     worker: DeliveryWorker
     erasures: ErasureLedger
     source: str
@@ -93,48 +114,39 @@ class Notifier:
         recipients = [f"user:{candidate_id}" for candidate_id, _ in matches]
         preferences = await self.preferences.get_many(recipients)
         plan = plan_posting_created(posting, matches, preferences)
-        await self._make(event, plan, org=posting.org)
+        await self._notify(event.type, [Occasion(event, plan, posting.org)])
 
     async def on_application_submitted(self, event: CloudEvent[Any]) -> None:
-        application: ApplicationSubmitted = event.data
-        if await self.erasures.is_erased(application.candidate.candidate_id):
-            # A replay of an event from before the erasure: it must not bring the person back.
-            application = application.model_copy(
-                update={
-                    "candidate": application.candidate.model_copy(
-                        update={"name": ERASED_NAME, "email": ERASED_EMAIL}
-                    )
-                }
-            )
-            event = event.model_copy(update={"data": application})
-        posting = await self.facts.posting(application.posting_id) or {}
-        await self.facts.remember_application(
-            ApplicationFacts(
-                application_id=application.application_id,
-                candidate_id=application.candidate.candidate_id,
-                candidate_name=application.candidate.name,
-                candidate_email=application.candidate.email,
-                posting_id=application.posting_id,
-                posting_title=posting.get("title"),
-                org=application.org,
-                contact_email=posting.get("contact_email"),
-            )
+        await self.on_applications_submitted([event])
+
+    async def on_applications_submitted(self, events: list[CloudEvent[Any]]) -> None:
+        """A batch of `application.submitted`: the same queries whatever its size."""
+        erased = await self.erasures.erased_among(
+            event.data.candidate.candidate_id for event in events
         )
-        recipients = [f"user:{application.candidate.candidate_id}", f"org:{application.org}"]
-        plan = plan_application_submitted(
-            application,
-            posting.get("title"),
-            posting.get("contact_email"),
-            await self.preferences.get_many(recipients),
-        )
-        await self._make(event, plan, org=application.org)
+        # A replay of an event from before an erasure must not bring the person back.
+        events = [_without_person(e) if _candidate_id(e) in erased else e for e in events]
+        postings = await self.facts.postings_by_id({event.data.posting_id for event in events})
+        facts = [_application_facts(event.data, postings) for event in events]
+        await self.facts.remember_applications(facts)
+        recipients = set()
+        for event in events:
+            recipients |= {f"user:{_candidate_id(event)}", f"org:{event.data.org}"}
+        preferences = await self.preferences.get_many(sorted(recipients))
+        occasions = []
+        for event, known in zip(events, facts, strict=True):
+            plan = plan_application_submitted(
+                event.data, known.posting_title, known.contact_email, preferences
+            )
+            occasions.append(Occasion(event, plan, event.data.org))
+        await self._notify(APPLICATION_SUBMITTED.name, occasions)
 
     async def on_status_changed(self, event: CloudEvent[Any]) -> None:
         change: ApplicationStatusChanged = event.data
         facts = await self._application_facts(change.application_id)
         recipients = [f"user:{change.candidate_id}", f"org:{change.org}"]
         plan = plan_status_changed(change, facts, await self.preferences.get_many(recipients))
-        await self._make(event, plan, org=change.org)
+        await self._notify(event.type, [Occasion(event, plan, change.org)])
 
     async def _application_facts(self, application_id: str) -> ApplicationFacts | None:
         """The facts of an application, waiting briefly for them: `application.submitted`
@@ -148,28 +160,76 @@ class Notifier:
         log.warning("notifications.facts_missing", application_id=application_id)
         return None
 
-    async def _make(
-        self, event: CloudEvent[Any], plan: Sequence[PlannedNotification], *, org: str
-    ) -> None:
+    async def _notify(self, kind: str, occasions: list[Occasion]) -> None:
+        """Store every notification of these events in one write, announce the in-app ones,
+        and hand the deliveries to the worker."""
         due_at, hand_over = self.worker.due_at_for_new()
-        planned = [self._planned(event, notification, due_at) for notification in plan]
-        org_preferences = await self.preferences.get(org_recipient(org))
-        for webhook in await self.webhooks.subscribed(event.type, org):
-            # An org's webhooks follow its preferences; an admin's (org None) always deliver.
-            if webhook.get("org") is None or org_preferences.wants(event.type, Channel.WEBHOOK):
-                planned.append((self._webhook(event, webhook, due_at), []))
-        made = await self.notifications.create(planned)  # one write for the whole event
-        for document in made:
-            if document["channel"] == Channel.IN_APP.value:
-                self.relay.notify(document["_id"])
-        deliveries = [doc for doc in made if doc["channel"] != Channel.IN_APP.value]
+        orgs = {occasion.org for occasion in occasions}
+        org_preferences = await self.preferences.get_many(sorted(map(org_recipient, orgs)))
+        webhooks = await self.webhooks.subscribed(kind, orgs)
+        planned: list[Document] = []
+        for occasion in occasions:
+            event = occasion.event
+            planned += [self._document(event, one, due_at) for one in occasion.plan]
+            wanted = org_preferences.get(org_recipient(occasion.org))
+            for webhook in webhooks:
+                # An org's webhooks follow its preferences; an admin's (org None) always deliver.
+                if webhook.get("org") is None or (
+                    webhook["org"] == occasion.org
+                    and (wanted is None or wanted.wants(kind, Channel.WEBHOOK))
+                ):
+                    planned.append(self._webhook(event, webhook, due_at))
+        made, existing = await self.notifications.create(planned)
+        correlation = {occasion.event.id: occasion.event.correlationid for occasion in occasions}
+        await self._announce_in_app(made, correlation)
+        if existing:  # a redelivered event: announce again what a crash may have cut short
+            again = await self.notifications.stored(
+                [doc["_id"] for doc in planned if _in_app(doc) and doc["_id"] in set(existing)]
+            )
+            await self._announce_in_app(again, correlation)
+        deliveries = [doc for doc in made if not _in_app(doc)]
         if hand_over:
             self.worker.hand_over(deliveries)
         elif deliveries:
             self.worker.wake()
-        log.info("notifications.made", kind=event.type, planned=len(planned), new=len(made))
+        log.info(
+            "notifications.made",
+            kind=kind,
+            events=len(occasions),
+            planned=len(planned),
+            new=len(made),
+        )
 
-    def _base(self, event: CloudEvent[Any], recipient: str, channel: Channel) -> dict[str, Any]:
+    async def _announce_in_app(
+        self, documents: Iterable[Document], correlation: dict[str, str | None]
+    ) -> None:
+        """Publish `notification.delivered` for stored in-app notifications, derived from the
+        stored document alone, so each comes out the same however often it is announced."""
+        events = [
+            NOTIFICATION_DELIVERED.new(
+                NotificationDelivered(
+                    notification_id=document["_id"],
+                    channel=Channel.IN_APP,
+                    recipient=document["recipient"],
+                    kind=document["kind"],
+                    subject=document["subject"],
+                    source_event_id=document["source_event_id"],
+                    outcome=DeliveryOutcome.DELIVERED,
+                    attempts=1,
+                    at=document["created_at"],
+                ),
+                source=self.source,
+                correlation_id=correlation.get(document["source_event_id"]),
+                event_id=str(uuid.uuid5(IN_APP_DELIVERED_NAMESPACE, document["_id"])),
+                time=document["created_at"],
+            )
+            for document in documents
+            if _in_app(document)
+        ]
+        # Concurrently: the producer batches them into a few requests to the broker.
+        await asyncio.gather(*(self.publish(event) for event in events))
+
+    def _base(self, event: CloudEvent[Any], recipient: str, channel: Channel) -> Document:
         return {
             "_id": notification_id(event.id, recipient, channel),
             "recipient": recipient,
@@ -178,42 +238,26 @@ class Notifier:
             "subject": event.subject,
             "source_event_id": event.id,
             "correlation_id": event.correlationid,
-            "created_at": utc_now(),
+            # Whole milliseconds, as the database keeps them: an event derived from the
+            # document in memory and one derived from it as stored must be the same.
+            "created_at": _millis(utc_now()),
         }
 
-    def _planned(
+    def _document(
         self, event: CloudEvent[Any], planned: PlannedNotification, due_at: datetime
-    ) -> tuple[dict[str, Any], list[CloudEvent[Any]]]:
-        """One planned notification as its document and the events of its outbox."""
+    ) -> Document:
+        """One planned notification as its document."""
         document = {
             **self._base(event, planned.recipient, planned.channel),
             "title": planned.title,
             "body": planned.body,
         }
-        if planned.channel is not Channel.IN_APP:
-            pending: dict[str, Any] = {"email": planned.email, "status": "pending", "attempts": []}
-            return {**document, **pending, "delivery_due_at": due_at}, []
-        # Stored is delivered: the outcome event goes in the same write.
-        delivered = NOTIFICATION_DELIVERED.new(
-            NotificationDelivered(
-                notification_id=document["_id"],
-                channel=Channel.IN_APP,
-                recipient=planned.recipient,
-                kind=event.type,
-                subject=event.subject,
-                source_event_id=event.id,
-                outcome=DeliveryOutcome.DELIVERED,
-                attempts=1,
-                at=document["created_at"],
-            ),
-            source=self.source,
-            correlation_id=event.correlationid,
-        )
-        return {**document, "read": False, "status": DeliveryOutcome.DELIVERED.value}, [delivered]
+        if planned.channel is Channel.IN_APP:
+            return {**document, "read": False, "status": DeliveryOutcome.DELIVERED.value}
+        pending: Document = {"email": planned.email, "status": "pending", "attempts": []}
+        return {**document, **pending, "delivery_due_at": due_at}
 
-    def _webhook(
-        self, event: CloudEvent[Any], webhook: dict[str, Any], due_at: datetime
-    ) -> dict[str, Any]:
+    def _webhook(self, event: CloudEvent[Any], webhook: Document, due_at: datetime) -> Document:
         recipient = f"webhook:{webhook['_id']}"
         return {
             **self._base(event, recipient, Channel.WEBHOOK),
@@ -223,6 +267,40 @@ class Notifier:
             "attempts": [],
             "delivery_due_at": due_at,
         }
+
+
+def _in_app(document: Document) -> bool:
+    return bool(document["channel"] == Channel.IN_APP.value)
+
+
+def _millis(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _candidate_id(event: CloudEvent[Any]) -> str:
+    return str(event.data.candidate.candidate_id)
+
+
+def _without_person(event: CloudEvent[Any]) -> CloudEvent[Any]:
+    application: ApplicationSubmitted = event.data
+    erased = application.candidate.model_copy(update={"name": ERASED_NAME, "email": ERASED_EMAIL})
+    return event.model_copy(update={"data": application.model_copy(update={"candidate": erased})})
+
+
+def _application_facts(
+    application: ApplicationSubmitted, postings: dict[str, Document]
+) -> ApplicationFacts:
+    posting = postings.get(application.posting_id, {})
+    return ApplicationFacts(
+        application_id=application.application_id,
+        candidate_id=application.candidate.candidate_id,
+        candidate_name=application.candidate.name,
+        candidate_email=application.candidate.email,
+        posting_id=application.posting_id,
+        posting_title=posting.get("title"),
+        org=application.org,
+        contact_email=posting.get("contact_email"),
+    )
 
 
 PRIVACY_GROUP_ID = "notifications.privacy"
@@ -238,8 +316,12 @@ def register_consumers(broker: KafkaBroker, notifier: Notifier) -> None:
         kept=KEPT,
     )
     subscribe(broker, POSTING_CREATED, group_id=GROUP_ID, handle=notifier.on_posting_created)
-    subscribe(
-        broker, APPLICATION_SUBMITTED, group_id=GROUP_ID, handle=notifier.on_application_submitted
+    subscribe_batch(
+        broker,
+        APPLICATION_SUBMITTED,
+        group_id=GROUP_ID,
+        handle_batch=notifier.on_applications_submitted,
+        handle=notifier.on_application_submitted,
     )
     subscribe(
         broker, APPLICATION_STATUS_CHANGED, group_id=GROUP_ID, handle=notifier.on_status_changed

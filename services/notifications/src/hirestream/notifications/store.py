@@ -121,15 +121,15 @@ class NotificationStore:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
 
-    async def create(
-        self, documents: list[tuple[Document, list[CloudEvent[Any]]]]
-    ) -> list[Document]:
-        """Insert each notification (with the events of its outbox) once, all in one round
-        trip; returns the ones that were new. Those that exist already (a redelivered event)
-        are refused by the unique `_id` and left as they are."""
+    async def create(self, documents: list[Document]) -> tuple[list[Document], list[Any]]:
+        """Insert each notification once, all in one round trip. Returns the ones that were
+        new, and the ids of those that existed already (a redelivered event): the unique `_id`
+        refused them and they are left as they are."""
         if not documents:
-            return []
-        stored = [{**document, **new_outbox_fields(events)} for document, events in documents]
+            return [], []
+        # No events go with them: a new email or webhook delivery has none yet, and an in-app
+        # notification's event is published by the consumer itself (see consumers.py).
+        stored = [{**document, **new_outbox_fields([])} for document in documents]
         try:
             # Unordered: one existing notification does not stop the others.
             await self.collection.insert_many(stored, ordered=False)
@@ -138,8 +138,16 @@ class NotificationStore:
             existing = {e["index"] for e in errors if e.get("code") == DUPLICATE_KEY}
             if len(existing) < len(errors):
                 raise
-            return [document for i, document in enumerate(stored) if i not in existing]
-        return stored
+            made = [document for i, document in enumerate(stored) if i not in existing]
+            return made, [stored[i]["_id"] for i in sorted(existing)]
+        return stored, []
+
+    async def stored(self, notification_ids: list[Any]) -> list[Document]:
+        """The stored notifications among these ids. One lookup each, not one `$in` query:
+        FerretDB v1 uses the `_id` index only for an exact `_id` filter, and this runs only for
+        a redelivered event's notifications."""
+        found = [await self.collection.find_one({"_id": id_}) for id_ in notification_ids]
+        return [document for document in found if document is not None]
 
     async def inbox(
         self, recipient: str, *, limit: int, cursor: str | None
@@ -353,8 +361,9 @@ class WebhookStore:
         result = await self.collection.delete_one({"_id": object_id, "owner": owner})
         return result.deleted_count == 1
 
-    async def subscribed(self, kind: str, org: str) -> list[Document]:
-        query = {"event_types": kind, "org": {"$in": [org, None]}}
+    async def subscribed(self, kind: str, orgs: set[str]) -> list[Document]:
+        """The webhooks that want `kind` from any of these orgs, and the admins' (org None)."""
+        query = {"event_types": kind, "org": {"$in": [*sorted(orgs), None]}}
         return await self.collection.find(query).to_list()
 
 
@@ -383,15 +392,23 @@ class FactStore:
         )
         return result.upserted_id is not None
 
-    async def posting(self, posting_id: str) -> Document | None:
-        return await self.postings.find_one({"_id": posting_id})
+    async def postings_by_id(self, posting_ids: set[str]) -> dict[str, Document]:
+        found = self.postings.find({"_id": {"$in": sorted(posting_ids)}})
+        return {document["_id"]: document async for document in found}
 
-    async def remember_application(self, facts: ApplicationFacts) -> None:
-        fields = asdict(facts)
-        application_id = fields.pop("application_id")
-        await self.applications.update_one(
-            {"_id": application_id}, {"$setOnInsert": fields}, upsert=True
-        )
+    async def remember_applications(self, facts: list[ApplicationFacts]) -> None:
+        """Record each application's facts once; those already known stay as they are (an
+        erasure may have blanked them since)."""
+        documents = []
+        for one in facts:
+            fields = asdict(one)
+            documents.append({"_id": fields.pop("application_id"), **fields})
+        try:
+            await self.applications.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
 
     async def anonymise_candidate(self, candidate_id: str) -> list[str]:
         """Erasure: blank the candidate's name and address; returns their application ids."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,15 +70,24 @@ class EventType(Generic[PayloadT]):
         return f"{SCHEMA_BASE_URL}/{self.name}/{self.version}.json"
 
     def new(
-        self, data: PayloadT, *, source: str, correlation_id: str | None = None
+        self,
+        data: PayloadT,
+        *,
+        source: str,
+        correlation_id: str | None = None,
+        event_id: str | None = None,
+        time: datetime | None = None,
     ) -> CloudEvent[PayloadT]:
-        """A new event with a fresh id: the id then stays the same across every redelivery."""
+        """A new event with a fresh id: the id then stays the same across every redelivery.
+
+        `event_id` and `time` are for an event derived from stored facts, which must come out
+        the same each time it is derived (see the notifications service's in-app events)."""
         return CloudEvent[self.payload](  # type: ignore[name-defined]
-            id=str(uuid.uuid4()),
+            id=event_id or str(uuid.uuid4()),
             source=source,
             type=self.name,
             subject=str(getattr(data, self.subject_field)),
-            time=utc_now(),
+            time=time or utc_now(),
             dataschema=self.dataschema,
             correlationid=correlation_id,
             data=data,

@@ -12,6 +12,11 @@ Every subscriber registered here:
 
 Handlers make their effect idempotent themselves (deterministic ids, version guards), because a
 crash between the effect and the commit redelivers the record.
+
+`subscribe_batch` is for a busy topic: the handler gets every valid event of a poll (up to
+`max_records`) at once, so its database work is a few commands per batch instead of a few per
+event. A batch that keeps failing is handled again record by record, with the guarantees
+above, so one poison event costs the others nothing.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ class RetryPolicy:
 
 
 Handler = Callable[[CloudEvent[Any]], Awaitable[None]]
+BatchHandler = Callable[[list[CloudEvent[Any]]], Awaitable[None]]
+
+# Records handed to a batch handler at most: one poll's worth, and a bound on how much one
+# failed batch makes the record-by-record fallback redo.
+MAX_BATCH = 500
 
 
 def describe_invalid(error: Exception) -> str:
@@ -80,6 +90,11 @@ async def raw_bytes(message: StreamMessage[Any]) -> bytes:
     # Hand the handler the record's bytes untouched: decoding JSON here, before our handler,
     # would turn a poison value into an exception that FastStream redelivers for ever.
     return bytes(message.body)
+
+
+async def raw_batch(message: StreamMessage[Any]) -> list[bytes]:
+    # The same for a batch: every record's bytes, parsed one by one in our handler.
+    return [bytes(value) for value in message.body]
 
 
 class DeadLetters:
@@ -125,19 +140,9 @@ def subscribe(
 
     async def on_record(message: KafkaMessage) -> None:
         record: ConsumerRecord[Any, Any] = message.raw_message
-        with structlog.contextvars.bound_contextvars(
-            topic=record.topic, partition=record.partition, offset=record.offset
-        ):
-            try:
-                event = event_type.parse(record.value or b"")
-            except (ValidationError, WrongEventType, ValueError) as error:
-                reason = describe_invalid(error)
-                log.warning("event.dead_lettered", reason=reason, attempts=1)
-                await dead_letters.send(record, reason="invalid", error=reason, attempts=1)
-                return
-            with structlog.contextvars.bound_contextvars(
-                event_id=event.id, correlation_id=event.correlationid
-            ):
+        event = await _parse_or_dead_letter(event_type, record, dead_letters)
+        if event is not None:
+            with _bound(record, event):
                 await _handle_with_retries(event, record, handle, retry, transient, dead_letters)
 
     broker.subscriber(
@@ -149,6 +154,102 @@ def subscribe(
         title=f"{group_id}:{event_type.topic}",
         description=f"{event_type.payload.__doc__ or ''}".strip() or None,
     )(on_record)
+
+
+def subscribe_batch(
+    broker: KafkaBroker,
+    event_type: EventType[Any],
+    *,
+    group_id: str,
+    handle_batch: BatchHandler,
+    handle: Handler,
+    retry: RetryPolicy = RetryPolicy(),
+    transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+    max_records: int = MAX_BATCH,
+) -> None:
+    """Register `handle_batch` for one event type's topic, batch by batch; `handle` (the same
+    effect for one event) is the fallback when a batch fails. Guarantees as for `subscribe`:
+    the offsets of a batch are committed after it was handled, each event once in effect."""
+    dead_letters = DeadLetters(broker, group_id)
+
+    async def on_batch(message: KafkaMessage) -> None:
+        records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
+        parsed = [
+            (record, await _parse_or_dead_letter(event_type, record, dead_letters))
+            for record in records
+        ]
+        valid = [(record, event) for record, event in parsed if event is not None]
+        if not valid:
+            return
+        try:
+            # Transient failures (database away) are retried for the whole batch, as for one
+            # record; anything else goes straight to the record-by-record fallback.
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(retry.attempts),
+                wait=wait_exponential_jitter(
+                    multiplier=retry.initial_backoff_s, max=retry.max_backoff_s
+                ),
+                retry=retry_if_exception_type(transient),
+                reraise=True,
+            ):
+                with attempt:
+                    await handle_batch([event for _, event in valid])
+        except Exception as error:
+            log.warning(
+                "events.batch_failed",
+                topic=event_type.topic,
+                events=len(valid),
+                error=f"{type(error).__name__}: {error}",
+            )
+            for record, event in valid:
+                with _bound(record, event):
+                    await _handle_with_retries(
+                        event, record, handle, retry, transient, dead_letters
+                    )
+            return
+        for record, event in valid:
+            with _bound(record, event):
+                log.info("event.handled", type=event.type, attempts=1, batch=len(valid))
+        EVENTS_CONSUMED.labels(event_type.topic, "handled").inc(len(valid))
+
+    broker.subscriber(
+        event_type.topic,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=max_records,
+        decoder=raw_batch,
+        title=f"{group_id}:{event_type.topic}",
+        description=f"{event_type.payload.__doc__ or ''}".strip() or None,
+    )(on_batch)
+
+
+def _bound(record: ConsumerRecord[Any, Any], event: CloudEvent[Any]) -> Any:
+    """Where a record came from and which event it is, on every log line about it."""
+    return structlog.contextvars.bound_contextvars(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        event_id=event.id,
+        correlation_id=event.correlationid,
+    )
+
+
+async def _parse_or_dead_letter(
+    event_type: EventType[Any], record: ConsumerRecord[Any, Any], dead_letters: DeadLetters
+) -> CloudEvent[Any] | None:
+    """The record's event, or None once a record that is not a valid one was dead-lettered."""
+    try:
+        return event_type.parse(record.value or b"")
+    except (ValidationError, WrongEventType, ValueError) as error:
+        reason = describe_invalid(error)
+        with structlog.contextvars.bound_contextvars(
+            topic=record.topic, partition=record.partition, offset=record.offset
+        ):
+            log.warning("event.dead_lettered", reason=reason, attempts=1)
+        await dead_letters.send(record, reason="invalid", error=reason, attempts=1)
+        return None
 
 
 async def _handle_with_retries(
