@@ -34,3 +34,36 @@ async def test_an_inline_relay_that_cannot_read_leaves_the_events_to_the_sweep()
     assert results == [0, 0]
     assert published == []
     assert relay._latest == {}  # nothing kept once done
+
+
+class NoReadsAllowed:
+    """Records the pulls; a read would mean the relay fetched what it was given."""
+
+    name = "aggregates"
+
+    def __init__(self) -> None:
+        self.pulls: list[tuple[Any, Any]] = []
+
+    async def find_one(self, *_: Any, **__: Any) -> Any:
+        raise AssertionError("the relay read back a document it was handed")
+
+    async def update_one(self, query: Any, update: Any) -> None:
+        self.pulls.append((query, update))
+
+
+async def test_a_just_inserted_outbox_is_published_as_given_and_pulled_by_id() -> None:
+    published: list[tuple[str, bytes]] = []
+
+    async def publish(topic: str, key: bytes, value: bytes, headers: Mapping[str, str]) -> None:
+        published.append((topic, value))
+
+    entries = [
+        {"id": f"e{n}", "topic": "thing.happened", "key": "doc-2", "value": f"v{n}", "headers": {}}
+        for n in (1, 2)
+    ]
+    collection = NoReadsAllowed()
+    relay = OutboxRelay(collection, publish)  # type: ignore[arg-type]
+    relay.notify("doc-2", inserted=entries)
+    assert await asyncio.gather(*set(relay._tasks)) == [2]
+    assert published == [("thing.happened", b"v1"), ("thing.happened", b"v2")]
+    assert collection.pulls == [({"_id": "doc-2"}, {"$pullAll": {"outbox": entries}})]

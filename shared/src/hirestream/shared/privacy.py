@@ -28,7 +28,12 @@ from hirestream.shared.events.privacy import (
 )
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.consuming import subscribe
-from hirestream.shared.messaging.outbox import OUTBOX_INDEX, OutboxRelay, new_outbox_fields
+from hirestream.shared.messaging.outbox import (
+    OUTBOX,
+    OUTBOX_INDEX,
+    OutboxRelay,
+    new_outbox_fields,
+)
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
 
 log = structlog.get_logger(__name__)
@@ -101,7 +106,7 @@ class ErasureLedger:
             await self.collection.insert_one(document)
         except DuplicateKeyError:
             return False
-        self.relay.notify(request.request_id)
+        self.relay.notify(request.request_id, inserted=document[OUTBOX])
         return True
 
 

@@ -44,7 +44,7 @@ from hirestream.shared.storage.mongo import (
     ping,
 )
 from hirestream.shared.web.auth import JwtVerifier
-from hirestream.shared.web.correlation import install_correlation
+from hirestream.shared.web.correlation import CorrelationMiddleware
 from hirestream.shared.web.guard import RequestGuard
 from hirestream.shared.web.health import health_router
 from hirestream.shared.web.metrics import (
@@ -310,7 +310,7 @@ class ServiceRuntime:
             max_json_depth=self.settings.max_json_depth,
             write_limit=self.settings.rate_limit_writes,
         )
-        install_correlation(app)
+        app.add_middleware(CorrelationMiddleware)
         install_metrics(app)
         app.include_router(
             health_router({"mongodb": self.check_mongodb, "kafka": self.check_kafka})

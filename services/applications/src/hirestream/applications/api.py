@@ -162,7 +162,7 @@ def applications_router(
             else None
         )
         try:
-            await store.insert(application, [event], idempotency=idempotency)
+            outbox = await store.insert(application, [event], idempotency=idempotency)
         except DuplicateApplication as error:
             if idempotency_key:  # a concurrent retry of this request won the insert?
                 prior = await store.find_by_idempotency_key(candidate.user_id, idempotency_key)
@@ -176,7 +176,7 @@ def applications_router(
                 f"you already applied to this posting: application {existing['_id']}",
                 application_id=str(existing["_id"]),
             ) from error
-        relay.notify(store.document_id(application.application_id))
+        relay.notify(store.document_id(application.application_id), inserted=outbox)
         return JSONResponse(
             body,
             status_code=201,

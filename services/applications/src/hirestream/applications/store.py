@@ -27,6 +27,7 @@ from hirestream.shared.events.applications import ApplicationStatus
 from hirestream.shared.events.applications import ApplicationStatus as S
 from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.messaging.outbox import (
+    OUTBOX,
     OUTBOX_INDEX,
     append_outbox_update,
     new_outbox_fields,
@@ -120,10 +121,11 @@ class ApplicationStore:
         events: list[CloudEvent[Any]],
         *,
         idempotency: Document | None = None,
-    ) -> None:
+    ) -> list[Document]:
         """Store a new application, its events and (when the request carried an
         Idempotency-Key) the key, a hash of the request and the response given, all in one
-        single-document write. DuplicateApplication if the candidate already applied."""
+        single-document write; returns its outbox, for the relay. DuplicateApplication if the
+        candidate already applied."""
         document = {
             "_id": ObjectId(application.application_id),
             **application.model_dump(mode="python", exclude={"application_id"}),
@@ -134,6 +136,8 @@ class ApplicationStore:
             await self.collection.insert_one(document)
         except DuplicateKeyError as error:
             raise DuplicateApplication(application.posting_id) from error
+        outbox: list[Document] = document[OUTBOX]
+        return outbox
 
     async def get(self, application_id: str) -> Application | None:
         object_id = object_id_or_none(application_id)

@@ -96,8 +96,8 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
         event = POSTING_CREATED.new(
             created, source=source, correlation_id=request.state.correlation_id
         )
-        await store.insert(posting, [event])
-        relay.notify(store.document_id(posting.posting_id))
+        outbox = await store.insert(posting, [event])
+        relay.notify(store.document_id(posting.posting_id), inserted=outbox)
         response.headers["Location"] = f"/postings/{posting.posting_id}"
         response.headers["ETag"] = etag(posting)
         return posting

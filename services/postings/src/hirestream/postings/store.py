@@ -29,6 +29,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from hirestream.postings.domain import Posting, PostingSearch, search_tokens
 from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.messaging.outbox import (
+    OUTBOX,
     OUTBOX_INDEX,
     append_outbox_update,
     new_outbox_fields,
@@ -83,14 +84,17 @@ class PostingStore:
         """The `_id` of the document an id names (what the outbox relay is told)."""
         return ObjectId(posting_id)
 
-    async def insert(self, posting: Posting, events: list[CloudEvent[Any]]) -> None:
-        """Store a new posting and its events in one single-document write (the outbox)."""
+    async def insert(self, posting: Posting, events: list[CloudEvent[Any]]) -> list[Document]:
+        """Store a new posting and its events in one single-document write (the outbox);
+        returns the outbox, for the relay."""
         document = {
             "_id": ObjectId(posting.posting_id),
             **_stored_fields(posting),
             **new_outbox_fields(events),
         }
         await self.collection.insert_one(document)
+        outbox: list[Document] = document[OUTBOX]
+        return outbox
 
     async def replace_version(
         self, posting: Posting, *, expected_version: int, events: list[CloudEvent[Any]]

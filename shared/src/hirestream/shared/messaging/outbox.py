@@ -12,7 +12,8 @@ Three fields on the aggregate's document carry the outbox state:
     outbox_claim    the token of the relay publishing it right now (null: nobody)
 
 After each write the service calls `OutboxRelay.notify(doc_id)`: a background task reads the
-document by `_id`, publishes its pending events in order, and pulls exactly those from the
+document by `_id` (or, for a document just inserted, takes its outbox from the caller),
+publishes its pending events in order, and pulls exactly those from the
 array (`$pullAll`, again by `_id`). The write set `outbox_due_at` a little in the future, so the
 sweep leaves a fresh document to this inline relay. If the process dies before the pull, the
 sweep (every `sweep_interval`) finds the document once `outbox_due_at` has passed, claims it
@@ -129,13 +130,17 @@ class OutboxRelay:
     _found_overdue: bool = field(default=False, init=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
 
-    def notify(self, doc_id: Any) -> None:
+    def notify(self, doc_id: Any, *, inserted: list[dict[str, Any]] | None = None) -> None:
         """Publish this document's pending events soon, without making the caller wait.
 
         Relays of one document run one after the other (each awaits the one before), so this
-        process never sends a document's events twice or out of order."""
+        process never sends a document's events twice or out of order. `inserted`: the outbox
+        of a document the caller has just inserted; nothing can precede those entries, so the
+        relay publishes them as given instead of reading the document back."""
         before = self._latest.get(doc_id)
-        task = asyncio.create_task(self._after(before, doc_id), name=f"outbox-relay-{doc_id}")
+        task = asyncio.create_task(
+            self._after(before, doc_id, inserted), name=f"outbox-relay-{doc_id}"
+        )
         self._latest[doc_id] = task
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._forget(doc_id, done))
@@ -145,20 +150,28 @@ class OutboxRelay:
         if self._latest.get(doc_id) is task:
             del self._latest[doc_id]
 
-    async def _after(self, before: asyncio.Task[int] | None, doc_id: Any) -> int:
+    async def _after(
+        self,
+        before: asyncio.Task[int] | None,
+        doc_id: Any,
+        inserted: list[dict[str, Any]] | None,
+    ) -> int:
         if before is not None:
             await asyncio.gather(before, return_exceptions=True)
         try:
-            return await self.relay(doc_id)
+            return await self.relay(doc_id, inserted=inserted)
         except Exception as error:  # database away: the events wait for the sweep
             log.warning("outbox.relay_failed", doc_id=str(doc_id), error=type(error).__name__)
             return 0
 
-    async def relay(self, doc_id: Any) -> int:
+    async def relay(self, doc_id: Any, *, inserted: list[dict[str, Any]] | None = None) -> int:
         """Publish a document's pending events now; returns how many were published.
 
         On a failed send the events stay, and the sweep retries once the due time passes."""
-        doc = await self.collection.find_one({"_id": doc_id}, projection={OUTBOX: 1})
+        if inserted is not None:
+            doc: dict[str, Any] | None = {"_id": doc_id, OUTBOX: inserted}
+        else:
+            doc = await self.collection.find_one({"_id": doc_id}, projection={OUTBOX: 1})
         if not doc or not doc.get(OUTBOX):
             return 0
         sent = await self._publish(doc)

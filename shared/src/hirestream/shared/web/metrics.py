@@ -6,10 +6,10 @@ Defined once here so that the names and labels are the same in all three service
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
     "hirestream_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -61,13 +61,44 @@ DELIVERIES = Counter(
 UNMATCHED_ROUTE = "<unmatched>"
 
 
-def _route_template(request: Request) -> str:
+def _route_template(scope: Scope) -> str:
     # Label by the matched route's template (/postings/{posting_id}), never the raw path, so
     # that ids do not explode the number of time series. The router records the route it
     # matched in the scope; included routers nest, and the innermost match is the one kept.
-    route = request.scope.get("route")
+    route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return str(template) if template else UNMATCHED_ROUTE
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP response by method, route template and status. Plain ASGI
+    for the reason given in correlation.py; a response that never started (the app raised)
+    counts as a 500, which is what the server answers then."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording)
+        finally:
+            route = _route_template(scope)
+            if route != "/metrics":
+                method = scope["method"]
+                HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+                HTTP_REQUESTS.labels(method, route, str(status)).inc()
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -75,14 +106,4 @@ def install_metrics(app: FastAPI) -> None:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def record(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_template(request)
-        if route != "/metrics":
-            HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
-            HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        return response
+    app.add_middleware(MetricsMiddleware)
