@@ -172,3 +172,27 @@ async def test_a_failed_publish_keeps_the_events_and_is_retried(
     finally:
         await relay.stop(timeout_s=5)
     assert [r.json()["id"] for r in records] == [event.id]
+
+
+async def test_one_sweep_round_clears_every_emptied_document_and_publishes_the_overdue(
+    collection: AsyncCollection[dict[str, Any]], producer: AIOKafkaProducer
+) -> None:
+    past = utc_now() - timedelta(seconds=10)
+    timing = OutboxTiming(sweep_batch=2)  # fewer than the emptied documents
+    emptied = [f"done-{n}" for n in range(5)]
+    await collection.insert_many(
+        [{"_id": doc_id, **new_outbox_fields([]), "outbox_due_at": past} for doc_id in emptied]
+    )
+    stranded = closing("left", 1, "test.outbox.sweep-round")
+    await collection.insert_one(
+        {"_id": "left", **new_outbox_fields([stranded]), "outbox_due_at": past}
+    )
+    sent: list[str] = []
+    relay = OutboxRelay(collection, publisher(producer, sent), timing)
+
+    assert await relay.sweep_once() == 1
+    assert sent == ["left"]
+    assert await collection.count_documents({"outbox_due_at": None}) == len(emptied)
+    left = await collection.find_one({"_id": "left"})
+    assert left is not None
+    assert left["outbox"] == []

@@ -18,8 +18,8 @@ array (`$pullAll`, again by `_id`). The write set `outbox_due_at` a little in th
 sweep leaves a fresh document to this inline relay. If the process dies before the pull, the
 sweep (every `sweep_interval`) finds the document once `outbox_due_at` has passed, claims it
 and publishes again: a duplicate on the wire only after a crash, which consumers absorb by
-event id. The sweep also clears the due time of documents whose outbox is empty by then, in
-one write per round.
+event id. Each round the sweep first clears the due time of every document whose outbox is
+empty by then, in one write, so its look for overdue events never wades through them.
 
 Why the inline path takes no claim: the claim is a conditional write (`{_id, claim: null}`),
 and the pull is not; an `_id`-only write is one index lookup on MongoDB and the only filter
@@ -187,28 +187,24 @@ class OutboxRelay:
         and clear the due time of those with nothing left to send."""
         published = 0
         now = utc_now()
+        # Documents whose events were all sent keep their due time until here: one write
+        # clears them all. The filter is checked per document as it is written, so one that
+        # took new events (and a new due time) meanwhile keeps them.
+        await self.collection.update_many(
+            {DUE_AT: {"$lte": now}, OUTBOX: {"$size": 0}}, {"$set": {DUE_AT: None, CLAIM: None}}
+        )
         overdue = (
-            await self.collection.find({DUE_AT: {"$lte": now}}, projection={"_id": 1, OUTBOX: 1})
+            await self.collection.find(
+                {DUE_AT: {"$lte": now}, OUTBOX: {"$ne": []}}, projection={"_id": 1, OUTBOX: 1}
+            )
             .sort(DUE_AT, 1)
             .limit(self.timing.sweep_batch)
             .to_list()
         )
-        done = [doc["_id"] for doc in overdue if not doc.get(OUTBOX)]
-        if done:
-            # One write for the round. The filter re-checks, so a document that took new
-            # events (and a new due time) since the read keeps them.
-            await self.collection.update_many(
-                {"_id": {"$in": done}, DUE_AT: {"$lte": now}, OUTBOX: {"$size": 0}},
-                {"$set": {DUE_AT: None, CLAIM: None}},
-            )
-        # Busy (look again soon) if events are overdue, or if a full batch came back: what
-        # lies behind it is unseen.
-        self._found_overdue = len(overdue) == self.timing.sweep_batch or any(
-            doc.get(OUTBOX) for doc in overdue
-        )
+        # Busy (look again soon) only while events are overdue: clearing never falls behind,
+        # since each round clears every emptied document, however many.
+        self._found_overdue = bool(overdue)
         for doc in overdue:
-            if not doc.get(OUTBOX):
-                continue
             token = uuid.uuid4().hex
             # An expired due time means any claim on it is stale: take it over. The claim
             # keeps other replicas' sweeps off the document while this one publishes.
