@@ -124,7 +124,7 @@ async def test_inline_relay_publishes_in_order_and_nothing_twice(
     records = await read_until(servers.kafka_bootstrap, [topic], lambda rs: False, timeout_s=3)
     assert [r.json()["data"]["version"] for r in records] == list(range(1, 11))
     assert len(sent) == 10
-    # The inline relay left the due time; the sweep cleared it once the outbox was empty.
+    # Nothing is left waiting: the last relay's write (or the sweep) cleared the due time.
     document = await collection.find_one({"_id": aggregate_id})
     assert document is not None
     assert (document["outbox"], document["outbox_due_at"]) == ([], None)
@@ -174,11 +174,11 @@ async def test_a_failed_publish_keeps_the_events_and_is_retried(
     assert [r.json()["id"] for r in records] == [event.id]
 
 
-async def test_one_sweep_round_clears_every_emptied_document_and_publishes_the_overdue(
+async def test_a_sweep_round_clears_the_emptied_documents_and_publishes_the_overdue(
     collection: AsyncCollection[dict[str, Any]], producer: AIOKafkaProducer
 ) -> None:
     past = utc_now() - timedelta(seconds=10)
-    timing = OutboxTiming(sweep_batch=2)  # fewer than the emptied documents
+    timing = OutboxTiming(sweep_batch=10)
     emptied = [f"done-{n}" for n in range(5)]
     await collection.insert_many(
         [{"_id": doc_id, **new_outbox_fields([]), "outbox_due_at": past} for doc_id in emptied]
@@ -196,3 +196,36 @@ async def test_one_sweep_round_clears_every_emptied_document_and_publishes_the_o
     left = await collection.find_one({"_id": "left"})
     assert left is not None
     assert left["outbox"] == []
+
+
+async def test_one_relay_write_empties_the_outbox_and_clears_the_due_time(
+    collection: AsyncCollection[dict[str, Any]], producer: AIOKafkaProducer
+) -> None:
+    event = closing("one", 1, "test.outbox.one-write")
+    await collection.insert_one({"_id": "one", **new_outbox_fields([event], FAST)})
+    relay = OutboxRelay(collection, publisher(producer, []), FAST)  # no sweep running
+    assert await relay.relay("one") == 1
+    document = await collection.find_one({"_id": "one"})
+    assert document is not None
+    assert (document["outbox"], document["outbox_due_at"]) == ([], None)
+
+
+async def test_an_event_added_while_the_relay_publishes_stays_with_its_due_time(
+    collection: AsyncCollection[dict[str, Any]], producer: AIOKafkaProducer
+) -> None:
+    first, second = (closing("raced", v, "test.outbox.raced") for v in (1, 2))
+    await collection.insert_one({"_id": "raced", **new_outbox_fields([first], FAST)})
+    send = publisher(producer, [])
+
+    async def publish_while_another_write_lands(
+        topic: str, key: bytes, value: bytes, headers: Mapping[str, str]
+    ) -> None:
+        await send(topic, key, value, headers)
+        await collection.update_one({"_id": "raced"}, append_outbox_update([second], FAST))
+
+    relay = OutboxRelay(collection, publish_while_another_write_lands, FAST)
+    assert await relay.relay("raced") == 1
+    document = await collection.find_one({"_id": "raced"})
+    assert document is not None
+    assert [entry["id"] for entry in document["outbox"]] == [second.id]
+    assert document["outbox_due_at"] is not None  # the sweep will find it if its relay dies

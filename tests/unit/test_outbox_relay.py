@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from pymongo.errors import ServerSelectionTimeoutError
@@ -47,11 +48,12 @@ class NoReadsAllowed:
     async def find_one(self, *_: Any, **__: Any) -> Any:
         raise AssertionError("the relay read back a document it was handed")
 
-    async def update_one(self, query: Any, update: Any) -> None:
+    async def update_one(self, query: Any, update: Any) -> Any:
         self.pulls.append((query, update))
+        return SimpleNamespace(matched_count=1)
 
 
-async def test_a_just_inserted_outbox_is_published_as_given_and_pulled_by_id() -> None:
+async def test_a_just_inserted_outbox_is_published_as_given_and_emptied_in_one_write() -> None:
     published: list[tuple[str, bytes]] = []
 
     async def publish(topic: str, key: bytes, value: bytes, headers: Mapping[str, str]) -> None:
@@ -66,4 +68,9 @@ async def test_a_just_inserted_outbox_is_published_as_given_and_pulled_by_id() -
     relay.notify("doc-2", inserted=entries)
     assert await asyncio.gather(*set(relay._tasks)) == [2]
     assert published == [("thing.happened", b"v1"), ("thing.happened", b"v2")]
-    assert collection.pulls == [({"_id": "doc-2"}, {"$pullAll": {"outbox": entries}})]
+    assert collection.pulls == [
+        (
+            {"_id": "doc-2", "outbox": entries},
+            {"$set": {"outbox": [], "outbox_due_at": None}},
+        )
+    ]

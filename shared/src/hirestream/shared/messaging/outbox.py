@@ -18,14 +18,14 @@ array (`$pullAll`, again by `_id`). The write set `outbox_due_at` a little in th
 sweep leaves a fresh document to this inline relay. If the process dies before the pull, the
 sweep (every `sweep_interval`) finds the document once `outbox_due_at` has passed, claims it
 and publishes again: a duplicate on the wire only after a crash, which consumers absorb by
-event id. Each round the sweep first clears the due time of every document whose outbox is
-empty by then, in one write, so its look for overdue events never wades through them.
+event id. The relay's write empties the outbox and clears the due time together when nothing
+was added meanwhile; the sweep clears the due times that were left, in one command per round.
 
-Why the inline path takes no claim: the claim is a conditional write (`{_id, claim: null}`),
-and the pull is not; an `_id`-only write is one index lookup on MongoDB and the only filter
-FerretDB v1 pushes down (bench/README.md measured a claim at 150-1,500 ms there against one
-insert's few). Order still holds without it: every relay publishes the outbox as it read it,
-oldest first, and an entry leaves the array only after the broker acknowledged it; so whoever
+Why the inline path takes no claim: a claim and its release are two more writes per relay,
+and every write of the normal path is one `_id` lookup this way (on FerretDB v1, our local
+database, each write also waits for the one before; bench/README.md). Order still holds
+without a claim: every relay publishes the outbox as it read it, oldest first, and an entry
+leaves the array only after the broker acknowledged it; so whoever
 publishes an event has published (or seen acknowledged) every earlier one of that document,
 and the first copy of each event reaches the topic in order. Two relays on one document at
 once (two writes in a few milliseconds) can both send an event: at-least-once, as after a
@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from hirestream.shared.events.envelope import CONTENT_TYPE, CloudEvent, serialize
@@ -175,11 +175,19 @@ class OutboxRelay:
         if not doc or not doc.get(OUTBOX):
             return 0
         sent = await self._publish(doc)
-        if sent:
-            # $pullAll removes exactly the entries we sent, as read. ($pull with a condition
-            # such as {"id": {"$in": ids}} would read better, but FerretDB v1 ignores it.)
+        if not sent:
+            return 0
+        # The usual case, one write: the outbox is still exactly what was sent, so empty it
+        # and clear the due time (nothing is left for the sweep to look at).
+        emptied = await self.collection.update_one(
+            {"_id": doc_id, OUTBOX: sent}, {"$set": {OUTBOX: [], DUE_AT: None}}
+        )
+        if emptied.matched_count == 0:
+            # Events were added since the read (their own relay follows), or the sweep took
+            # some: remove exactly the entries sent. ($pull with a condition such as
+            # {"id": {"$in": ids}} would read better, but FerretDB v1 ignores it.)
             await self.collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX: sent}})
-            log.debug("outbox.published", doc_id=str(doc_id), events=len(sent))
+        log.debug("outbox.published", doc_id=str(doc_id), events=len(sent))
         return len(sent)
 
     async def sweep_once(self) -> int:
@@ -187,23 +195,30 @@ class OutboxRelay:
         and clear the due time of those with nothing left to send."""
         published = 0
         now = utc_now()
-        # Documents whose events were all sent keep their due time until here: one write
-        # clears them all. The filter is checked per document as it is written, so one that
-        # took new events (and a new due time) meanwhile keeps them.
-        await self.collection.update_many(
-            {DUE_AT: {"$lte": now}, OUTBOX: {"$size": 0}}, {"$set": {DUE_AT: None, CLAIM: None}}
-        )
         overdue = (
-            await self.collection.find(
-                {DUE_AT: {"$lte": now}, OUTBOX: {"$ne": []}}, projection={"_id": 1, OUTBOX: 1}
-            )
+            await self.collection.find({DUE_AT: {"$lte": now}}, projection={"_id": 1, OUTBOX: 1})
             .sort(DUE_AT, 1)
             .limit(self.timing.sweep_batch)
             .to_list()
         )
-        # Busy (look again soon) only while events are overdue: clearing never falls behind,
-        # since each round clears every emptied document, however many.
-        self._found_overdue = bool(overdue)
+        emptied = [doc["_id"] for doc in overdue if not doc.get(OUTBOX)]
+        if emptied:
+            # Documents whose events went out but whose due time stayed (the relay's pull
+            # raced a new write, or a sweep released them). One command for the round; each
+            # statement re-checks, so a document that took new events meanwhile keeps them.
+            await self.collection.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": doc_id, DUE_AT: {"$lte": now}, OUTBOX: {"$size": 0}},
+                        {"$set": {DUE_AT: None, CLAIM: None}},
+                    )
+                    for doc_id in emptied
+                ],
+                ordered=False,
+            )
+        overdue = [doc for doc in overdue if doc.get(OUTBOX)]
+        # Busy (look again soon) while events are overdue or a full batch came back.
+        self._found_overdue = bool(overdue) or len(emptied) == self.timing.sweep_batch
         for doc in overdue:
             token = uuid.uuid4().hex
             # An expired due time means any claim on it is stale: take it over. The claim
