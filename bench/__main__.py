@@ -104,7 +104,6 @@ async def post_and_e2e(bench: Bench, sizes: Sizes, selected: set[str]) -> list[R
                 await e2e.run(
                     bench,
                     applications.url,
-                    notifications_db,
                     ids,
                     rate=sizes.e2e_rate_per_s,
                     duration_s=sizes.e2e_duration_s,

@@ -2,21 +2,24 @@
 rate, against a raw aiokafka produce -> consume round trip at the same rate.
 
 The service path: applications stores the application and its event (outbox), the relay
-publishes `application.submitted`, notifications consumes it and stores the candidate's in-app
-notification. The client records the wall-clock time of each 201; one poller reads the inbox's
-own collection (the filter `GET /notifications` uses: recipient + in_app) every
-`POLL_INTERVAL_S` for the candidates still waiting, and records when each notification is first
-seen. Latency = seen - 201 (so it includes up to one poll interval). The notification's own
-`created_at` gives a second figure without the polling delay (`stored_latency`).
+publishes `application.submitted`, notifications consumes it, stores the candidate's in-app
+notification and then announces it on `notification.delivered`. The client records the
+wall-clock time of each 201 and reads `notification.delivered` (a consumer of its own, at the
+end of the topic before the first request): the candidate's in-app announcement arrives once
+the notification is in the inbox. Latency = announcement received - 201. The notification's
+own `created_at` (the event's `at`) gives a second figure, without the insert and the publish
+(`stored_latency`).
 
-Polling the database rather than `GET /notifications` keeps the measurement from loading the
-service it measures (one query per tick instead of one HTTP request per waiting candidate).
+Why not poll the inbox: its query (recipient + channel) is a full collection scan on FerretDB
+v1, so a poller fast enough to time the path loaded the very database it was timing (an
+earlier version of this file did that; its figures are in results/ up to 2026-11-28-7).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import Counter
 from datetime import datetime
@@ -29,17 +32,14 @@ from bench.environment import Bench
 from bench.kafka import ensure_topics, producer
 from bench.load import paced, session
 from bench.stats import Latencies, Result
-from hirestream.notifications.store import NOTIFICATIONS
 from hirestream.shared.events.applications import APPLICATION_SUBMITTED
+from hirestream.shared.events.notifications import NOTIFICATION_DELIVERED
 from hirestream.shared.web.auth import Role
-
-POLL_INTERVAL_S = 0.02
 
 
 async def service_round_trips(
     bench: Bench,
     applications_url: str,
-    notifications_db: str,
     posting_ids: list[str],
     *,
     rate: float,
@@ -47,29 +47,30 @@ async def service_round_trips(
     settle_s: float,
 ) -> dict[str, Any]:
     answered: dict[str, float] = {}  # recipient -> wall time of the 201
-    seen: dict[str, tuple[float, datetime]] = {}
+    seen: dict[str, tuple[float, datetime]] = {}  # recipient -> (received, stored at)
     statuses: Counter[str] = Counter()
     http_latency = Latencies()
-    client = bench.mongo()
-    inbox = client[notifications_db][NOTIFICATIONS]
+    announcements = AIOKafkaConsumer(
+        NOTIFICATION_DELIVERED.topic,
+        bootstrap_servers=bench.servers.kafka_bootstrap,
+        group_id=f"bench-e2e-{bench.run_id}",
+        auto_offset_reset="latest",
+    )
+    await announcements.start()
+    deadline = time.monotonic() + 30
+    while not announcements.assignment() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await announcements.seek_to_end()
     sending = True
 
-    async def poll() -> None:
-        while sending or len(seen) < len(answered):
-            waiting = [recipient for recipient in answered if recipient not in seen]
-            if waiting:
-                found = await inbox.find(
-                    {
-                        "recipient": {"$in": waiting},
-                        "channel": "in_app",
-                        "kind": APPLICATION_SUBMITTED.name,
-                    },
-                    projection={"recipient": 1, "created_at": 1},
-                ).to_list()
-                now = time.time()
-                for document in found:
-                    seen.setdefault(document["recipient"], (now, document["created_at"]))
-            await asyncio.sleep(POLL_INTERVAL_S)
+    async def listen() -> None:
+        async for record in announcements:
+            data = json.loads(record.value)["data"]
+            if data["channel"] == "in_app" and data["kind"] == APPLICATION_SUBMITTED.name:
+                at = datetime.fromisoformat(data["at"])
+                seen.setdefault(data["recipient"], (time.time(), at))
+            if not sending and all(recipient in seen for recipient in answered):
+                return
 
     async with session(applications_url, connections=256) as http:
 
@@ -90,14 +91,15 @@ async def service_round_trips(
 
         for index in range(count):  # tokens signed before the clock starts
             bench.token(Role.CANDIDATE, f"cand-{bench.run_id}-e2e-{index}")
-        poller = asyncio.create_task(poll())
+        listener = asyncio.create_task(listen())
         await paced(rate, count, apply)
         sending = False
         with contextlib.suppress(TimeoutError):  # what is still unseen is counted as such
-            await asyncio.wait_for(poller, timeout=settle_s)
-    await client.close()
+            await asyncio.wait_for(listener, timeout=settle_s)
+    await announcements.stop()
     latency = Latencies()
     stored = Latencies()
+    seen = {recipient: times for recipient, times in seen.items() if recipient in answered}
     for recipient, (when, created_at) in seen.items():
         latency.add(when - answered[recipient])
         stored.add(created_at.timestamp() - answered[recipient])
@@ -167,7 +169,6 @@ async def kafka_round_trips(
 async def run(
     bench: Bench,
     applications_url: str,
-    notifications_db: str,
     posting_ids: list[str],
     *,
     rate: float,
@@ -181,7 +182,6 @@ async def run(
     service = await service_round_trips(
         bench,
         applications_url,
-        notifications_db,
         posting_ids,
         rate=rate,
         count=count,
