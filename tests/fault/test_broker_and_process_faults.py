@@ -295,7 +295,9 @@ async def test_notifications_killed_mid_batch_notify_each_candidate_once(
         plan_applications(posting_ids, 40, run=run),
         candidate_headers,
         concurrency=8,
-        interval_s=0.0,  # a burst
+        # Spread over ~4 s: notifications takes whatever has arrived as one batch, so a
+        # burst could be stored whole before the kill; this way the kill lands mid-stream.
+        interval_s=0.1,
     )
     notifications = system.processes["notifications"]
 
