@@ -66,6 +66,17 @@ class RetryPolicy:
     initial_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
 
+    def retrying(
+        self, transient: tuple[type[BaseException], ...], *, reraise: bool
+    ) -> AsyncRetrying:
+        """Attempts of a handler under this policy: only `transient` errors are retried."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(multiplier=self.initial_backoff_s, max=self.max_backoff_s),
+            retry=retry_if_exception_type(transient),
+            reraise=reraise,
+        )
+
 
 Handler = Callable[[CloudEvent[Any]], Awaitable[None]]
 BatchHandler = Callable[[list[CloudEvent[Any]]], Awaitable[None]]
@@ -184,14 +195,7 @@ def subscribe_batch(
         try:
             # Transient failures (database away) are retried for the whole batch, as for one
             # record; anything else goes straight to the record-by-record fallback.
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(retry.attempts),
-                wait=wait_exponential_jitter(
-                    multiplier=retry.initial_backoff_s, max=retry.max_backoff_s
-                ),
-                retry=retry_if_exception_type(transient),
-                reraise=True,
-            ):
+            async for attempt in retry.retrying(transient, reraise=True):
                 with attempt:
                     await handle_batch([event for _, event in valid])
         except Exception as error:
@@ -262,14 +266,7 @@ async def _handle_with_retries(
 ) -> None:
     attempts = 0
     try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(retry.attempts),
-            wait=wait_exponential_jitter(
-                multiplier=retry.initial_backoff_s, max=retry.max_backoff_s
-            ),
-            retry=retry_if_exception_type(transient),
-            reraise=False,
-        ):
+        async for attempt in retry.retrying(transient, reraise=False):
             with attempt:
                 attempts = attempt.retry_state.attempt_number
                 await handle(event)
