@@ -932,6 +932,36 @@ async def test_webhooks_of_another_org_do_not_receive_the_event(
         assert await deliveries(notifications, other_org, other["webhook_id"]) == []
 
 
+async def test_an_org_webhook_follows_the_default_channels_of_each_kind(
+    notifications: httpx.AsyncClient,
+    servers: Servers,
+    mongo: AsyncMongoClient[Json],
+    notifications_db: str,
+) -> None:
+    # No preferences saved: posting.created goes to no webhook by default, an application
+    # does (domain.DEFAULT_CHANNELS), though the webhook asked for both kinds.
+    case = new_case("Frances Allen")
+    async with webhook_receiver(new_secret()) as receiver:
+        response = await notifications.post(
+            "/webhooks",
+            json={
+                "url": receiver.url,
+                "event_types": ["posting.created", "application.submitted"],
+                "secret": receiver.secret,
+            },
+            headers=employer_token(case.org),
+        )
+        assert response.status_code == 201, response.text
+        webhook_id = response.json()["webhook_id"]
+        await announce_posting(servers, mongo, notifications_db, case)
+        await publish(servers, application_submitted(case))
+        await wait_for_final_delivery(notifications, case.org, webhook_id)
+        await asyncio.sleep(SETTLE_S)
+
+    kinds = [json.loads(request.body)["type"] for request in receiver.accepted]
+    assert kinds == ["application.submitted"]
+
+
 async def test_a_receiver_that_always_fails_ends_failed_after_the_last_attempt(
     notifications: httpx.AsyncClient, servers: Servers
 ) -> None:

@@ -30,6 +30,7 @@ from hirestream.notifications.delivery import DeliveryWorker
 from hirestream.notifications.domain import (
     ApplicationFacts,
     PlannedNotification,
+    Preferences,
     notification_id,
     org_recipient,
     plan_application_submitted,
@@ -171,20 +172,20 @@ class Notifier:
         for occasion in occasions:
             event = occasion.event
             planned += [self._document(event, one, due_at) for one in occasion.plan]
-            wanted = org_preferences.get(org_recipient(occasion.org))
+            wanted = org_preferences.get(org_recipient(occasion.org), Preferences())
             for webhook in webhooks:
                 # An org's webhooks follow its preferences; an admin's (org None) always deliver.
                 if webhook.get("org") is None or (
-                    webhook["org"] == occasion.org
-                    and (wanted is None or wanted.wants(kind, Channel.WEBHOOK))
+                    webhook["org"] == occasion.org and wanted.wants(kind, Channel.WEBHOOK)
                 ):
                     planned.append(self._webhook(event, webhook, due_at))
         made, existing = await self.notifications.create(planned)
         correlation = {occasion.event.id: occasion.event.correlationid for occasion in occasions}
         await self._announce_in_app(made, correlation)
         if existing:  # a redelivered event: announce again what a crash may have cut short
+            known = set(existing)
             again = await self.notifications.stored(
-                [doc["_id"] for doc in planned if _in_app(doc) and doc["_id"] in set(existing)]
+                [doc["_id"] for doc in planned if _in_app(doc) and doc["_id"] in known]
             )
             await self._announce_in_app(again, correlation)
         deliveries = [doc for doc in made if not _in_app(doc)]
