@@ -156,15 +156,9 @@ def subscribe(
             with _bound(record, event):
                 await _handle_with_retries(event, record, handle, retry, transient, dead_letters)
 
-    broker.subscriber(
-        event_type.topic,
-        group_id=group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_bytes,
-        title=f"{group_id}:{event_type.topic}",
-        description=f"{event_type.payload.__doc__ or ''}".strip() or None,
-    )(on_record)
+    broker.subscriber(event_type.topic, decoder=raw_bytes, **_guarantees(event_type, group_id))(
+        on_record
+    )
 
 
 def subscribe_batch(
@@ -218,15 +212,23 @@ def subscribe_batch(
 
     broker.subscriber(
         event_type.topic,
-        group_id=group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
         batch=True,
         max_records=max_records,
         decoder=raw_batch,
-        title=f"{group_id}:{event_type.topic}",
-        description=f"{event_type.payload.__doc__ or ''}".strip() or None,
+        **_guarantees(event_type, group_id),
     )(on_batch)
+
+
+def _guarantees(event_type: EventType[Any], group_id: str) -> dict[str, Any]:
+    """Subscriber options every subscription shares: an explicit group that starts from the
+    earliest offset, and offsets committed only after the handler returned."""
+    return {
+        "group_id": group_id,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "title": f"{group_id}:{event_type.topic}",
+        "description": f"{event_type.payload.__doc__ or ''}".strip() or None,
+    }
 
 
 def _bound(record: ConsumerRecord[Any, Any], event: CloudEvent[Any]) -> Any:
