@@ -462,7 +462,8 @@ async def settle(answers: list[Answer], stores: Stores, bootstrap: str) -> tuple
 
     A write refused with 503 that landed when the database came back was never handed to
     the inline relay: the outbox sweep publishes its event within inline_grace +
-    sweep_idle_interval_s, so "whole" is judged once that had its chance."""
+    sweep_idle_interval_s (the longest idle wait), so "whole" is judged once that had its
+    chance."""
 
     async def complete() -> Audit | None:
         found = await audit(answers, stores, bootstrap)

@@ -16,6 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from hirestream.shared.events.postings import POSTING_CLOSED, CloseReason, PostingClosed
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.outbox import (
+    OutboxBacklog,
     OutboxRelay,
     OutboxTiming,
     append_outbox_update,
@@ -128,21 +129,31 @@ async def test_inline_relay_publishes_in_order_and_nothing_twice(
     document = await collection.find_one({"_id": aggregate_id})
     assert document is not None
     assert (document["outbox"], document["outbox_due_at"]) == ([], None)
-    assert await relay.pending() == (0, None)
+    assert relay.backlog == OutboxBacklog(0, None)
 
 
-async def test_pending_counts_documents_with_events_waiting_not_those_only_due(
+async def test_the_backlog_counts_overdue_documents_with_events_not_those_only_due(
     collection: AsyncCollection[dict[str, Any]], producer: AIOKafkaProducer
 ) -> None:
+    overdue_since = utc_now() - timedelta(seconds=30)
     waiting = closing("a", 1, "test.outbox.pending")
-    await collection.insert_one({"_id": "a", **new_outbox_fields([waiting], FAST)})
-    # Published by the inline relay, due time not yet cleared by the sweep:
+    # Left by a relay that failed to publish: overdue, its event still waiting.
     await collection.insert_one(
-        {"_id": "b", **new_outbox_fields([], FAST), "outbox_due_at": utc_now()}
+        {"_id": "a", **new_outbox_fields([waiting], FAST), "outbox_due_at": overdue_since}
     )
-    relay = OutboxRelay(collection, publisher(producer, []), FAST)
-    count, oldest = await relay.pending()
-    assert count == 1
+    # Published by the inline relay, due time not yet cleared:
+    await collection.insert_one(
+        {"_id": "b", **new_outbox_fields([], FAST), "outbox_due_at": overdue_since}
+    )
+
+    async def broker_down(*_: Any) -> None:
+        raise ConnectionError("broker unreachable")
+
+    relay = OutboxRelay(collection, broker_down, FAST)
+    assert relay.backlog == OutboxBacklog(0, None)  # nothing known before the first sweep
+    await relay.sweep_once()
+    assert relay.backlog.documents == 1
+    oldest = relay.backlog.oldest_recorded_at
     assert oldest is not None
     assert abs((utc_now() - oldest).total_seconds()) < 60
 

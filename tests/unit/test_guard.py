@@ -1,10 +1,10 @@
-"""The request guard's pure parts: JSON depth without parsing, operator keys."""
+"""The request guard's pure parts: JSON depth without parsing, operator keys, write budgets."""
 
 import json
 
 import pytest
 
-from hirestream.shared.web.guard import first_operator_key, json_depth
+from hirestream.shared.web.guard import WriteBudget, first_operator_key, json_depth
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,36 @@ def test_json_depth(body: bytes, depth: int) -> None:
 )
 def test_operator_keys(document: object, found: str | None) -> None:
     assert first_operator_key(json.loads(json.dumps(document))) == found
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_write_budget_allows_the_whole_budget_at_once_then_refills_at_the_rate() -> None:
+    clock = FakeClock()
+    budget = WriteBudget(limit=7, period_s=60.0, clock=clock)  # 60/7 is not exact in binary
+    assert [budget.take("a") for _ in range(7)] == [0.0] * 7
+    wait = budget.take("a")
+    assert wait == pytest.approx(60.0 / 7)  # the next write is one interval away
+    assert budget.take("b") == 0.0  # another client has its own budget
+
+    clock.now += 60.0 / 7
+    assert budget.take("a") == 0.0  # one interval later, exactly one more write
+    assert budget.take("a") > 0
+
+
+def test_write_budget_forgets_clients_whose_budget_is_full_again() -> None:
+    clock = FakeClock()
+    budget = WriteBudget(limit=2, period_s=10.0, clock=clock)
+    for client in ("a", "b", "c"):
+        budget.take(client)
+    assert len(budget) == 3
+    clock.now += 10.0  # every budget is full again; the next call prunes
+    budget.take("d")
+    assert len(budget) == 1
+    assert [budget.take("a"), budget.take("a"), budget.take("a") > 0] == [0.0, 0.0, True]

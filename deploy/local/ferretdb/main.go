@@ -62,7 +62,13 @@ func run(listenAddr, dataDir, logLevel string) error {
 	}
 
 	// Build the URI with net/url so that unusual characters in the path are escaped.
-	sqliteURL := (&url.URL{Scheme: "file", Path: abs + "/"}).String()
+	// synchronous(normal): in WAL mode SQLite then syncs the log at checkpoints rather than
+	// at every commit. A commit survives a crash of this process, and only an OS crash or a
+	// power cut may lose the last ones: the durability mongod gives a default write (w:1,
+	// acknowledged before its journal is flushed, which it does every 100 ms). FerretDB keeps
+	// its own defaults for the other pragmas (busy_timeout, journal_mode(wal), auto_vacuum).
+	query := url.Values{"_pragma": {"synchronous(normal)"}}
+	sqliteURL := (&url.URL{Scheme: "file", Path: abs + "/", RawQuery: query.Encode()}).String()
 
 	// Telemetry: the embeddable package never runs the reporter and marks it
 	// disabled and locked itself (ferretdb.New), so nothing leaves the machine.

@@ -106,7 +106,7 @@ class ErasureLedger:
             await self.collection.insert_one(document)
         except DuplicateKeyError:
             return False
-        self.relay.notify(request.request_id, inserted=document[OUTBOX])
+        self.relay.notify(request.request_id, written=document[OUTBOX])
         return True
 
 

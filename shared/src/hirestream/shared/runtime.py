@@ -168,13 +168,14 @@ class ServiceRuntime:
 
     async def _sample_metrics(self) -> None:
         """Gauges that are cheaper to read every few seconds than at every change: the outbox
-        backlog and its age, and each assigned partition's consumer lag."""
+        backlog as its last sweep found it, and each assigned partition's consumer lag."""
         while True:
             try:
                 for relay in self.relays:
                     name = relay.collection.name
-                    count, oldest = await relay.pending()
-                    OUTBOX_PENDING.labels(name).set(count)
+                    backlog = relay.backlog
+                    OUTBOX_PENDING.labels(name).set(backlog.documents)
+                    oldest = backlog.oldest_recorded_at
                     age = (utc_now() - oldest).total_seconds() if oldest else 0.0
                     OUTBOX_OLDEST_AGE.labels(name).set(max(age, 0.0))
                 for subscriber in self.broker.subscribers:

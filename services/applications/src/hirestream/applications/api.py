@@ -133,14 +133,24 @@ def applications_router(
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         fingerprint = request_fingerprint(posting_id, form)
-        if idempotency_key:
+
+        async def replay_of_earlier_request() -> JSONResponse | None:
+            """The response to an earlier request with this Idempotency-Key, if any. Looked
+            up only when this request would not create the application: a retry's insert
+            fails on the `_id` derived from the key, so a first request needs no lookup."""
+            if not idempotency_key:
+                return None
             prior = await store.find_by_idempotency_key(candidate.user_id, idempotency_key)
-            if prior is not None:
-                if prior.get("idempotency") is None:  # anonymised since: no response to replay
-                    raise Problem(422, "this Idempotency-Key was used before")
-                return replay(prior, fingerprint)
+            if prior is None:
+                return None
+            if prior.get("idempotency") is None:  # anonymised since: no response to replay
+                raise Problem(422, "this Idempotency-Key was used before")
+            return replay(prior, fingerprint)
+
         posting = await postings.get(posting_id)
         if posting is None:
+            if earlier := await replay_of_earlier_request():
+                return earlier
             raise Problem(404, f"posting {posting_id} does not exist")
         try:
             application, submitted = Application.submit(
@@ -151,6 +161,8 @@ def applications_router(
                 now=utc_now(),
             )
         except PostingNotOpen as error:
+            if earlier := await replay_of_earlier_request():  # it was open for the first
+                return earlier
             raise Problem(409, "the posting is closed") from error
         event = APPLICATION_SUBMITTED.new(
             submitted, source=source, correlation_id=request.state.correlation_id
@@ -164,10 +176,8 @@ def applications_router(
         try:
             outbox = await store.insert(application, [event], idempotency=idempotency)
         except DuplicateApplication as error:
-            if idempotency_key:  # a concurrent retry of this request won the insert?
-                prior = await store.find_by_idempotency_key(candidate.user_id, idempotency_key)
-                if prior is not None and prior.get("idempotency") is not None:
-                    return replay(prior, fingerprint)
+            if earlier := await replay_of_earlier_request():  # a retry of this request
+                return earlier
             existing = await store.find_for(candidate.user_id, posting_id)
             if existing is None:  # withdrawn and erased meanwhile: let the client retry
                 raise Problem(409, "a concurrent application; try again") from error
@@ -176,7 +186,7 @@ def applications_router(
                 f"you already applied to this posting: application {existing['_id']}",
                 application_id=str(existing["_id"]),
             ) from error
-        relay.notify(store.document_id(application.application_id), inserted=outbox)
+        relay.notify(store.document_id(application.application_id), written=outbox)
         return JSONResponse(
             body,
             status_code=201,

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import DESCENDING, IndexModel
+from pymongo import DESCENDING, IndexModel, InsertOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -33,6 +33,7 @@ from hirestream.shared.messaging.outbox import (
     new_outbox_fields,
 )
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
+from hirestream.shared.storage.group_commit import GroupCommit, Write, bulk_writer
 from hirestream.shared.storage.mongo import CollectionIndexes, Document, object_id_or_none
 from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
@@ -98,6 +99,8 @@ def _to_application(document: Document) -> Application:
 class ApplicationStore:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
+        # New applications from concurrent requests are inserted together (group commit).
+        self._inserts: GroupCommit[Write, None] = GroupCommit(bulk_writer(collection))
 
     @staticmethod
     def new_id(candidate_id: str, idempotency_key: str | None) -> str:
@@ -133,7 +136,7 @@ class ApplicationStore:
             "idempotency": idempotency,
         }
         try:
-            await self.collection.insert_one(document)
+            await self._inserts.submit(InsertOne(document))
         except DuplicateKeyError as error:
             raise DuplicateApplication(application.posting_id) from error
         outbox: list[Document] = document[OUTBOX]

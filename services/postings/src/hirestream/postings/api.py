@@ -97,7 +97,7 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
             created, source=source, correlation_id=request.state.correlation_id
         )
         outbox = await store.insert(posting, [event])
-        relay.notify(store.document_id(posting.posting_id), inserted=outbox)
+        relay.notify(store.document_id(posting.posting_id), written=outbox)
         response.headers["Location"] = f"/postings/{posting.posting_id}"
         response.headers["ETag"] = etag(posting)
         return posting

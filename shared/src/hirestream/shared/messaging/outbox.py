@@ -12,14 +12,16 @@ Three fields on the aggregate's document carry the outbox state:
     outbox_claim    the token of the relay publishing it right now (null: nobody)
 
 After each write the service calls `OutboxRelay.notify(doc_id)`: a background task reads the
-document by `_id` (or, for a document just inserted, takes its outbox from the caller),
+document by `_id` (or, when the caller knows the whole outbox, takes it as given),
 publishes its pending events in order, and pulls exactly those from the
 array (`$pullAll`, again by `_id`). The write set `outbox_due_at` a little in the future, so the
 sweep leaves a fresh document to this inline relay. If the process dies before the pull, the
 sweep (every `sweep_interval`) finds the document once `outbox_due_at` has passed, claims it
 and publishes again: a duplicate on the wire only after a crash, which consumers absorb by
 event id. The relay's write empties the outbox and clears the due time together when nothing
-was added meanwhile; the sweep clears the due times that were left, in one command per round.
+was added meanwhile; the writes of relays that finish together leave in one command (group
+commit, storage/group_commit.py); the sweep clears the due times that were left, in one
+command per round.
 
 Why the inline path takes no claim: a claim and its release are two more writes per relay,
 and every write of the normal path is one `_id` lookup this way (on FerretDB v1, our local
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +49,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from hirestream.shared.events.envelope import CONTENT_TYPE, CloudEvent, serialize
 from hirestream.shared.events.types import utc_now
+from hirestream.shared.storage.group_commit import GroupCommit
 
 log = structlog.get_logger(__name__)
 
@@ -84,12 +87,14 @@ class OutboxTiming:
     lease: timedelta = timedelta(seconds=30)
     # After a failed publish, when to try again.
     retry_after: timedelta = timedelta(seconds=2)
-    # How often the sweep looks while it finds overdue events, and after a round that found
-    # none. Its query is an index range scan on MongoDB but a full collection scan on FerretDB
-    # v1, so an idle relay looks less often; a crash elsewhere is repaired within
-    # inline_grace + sweep_idle_interval_s.
+    # How often the sweep looks while it finds overdue events. Each round that finds none
+    # doubles the wait, up to sweep_idle_interval_s: the query is an index range scan on
+    # MongoDB but a full collection scan on FerretDB v1 (0.15 ms per document here), and an
+    # idle service should not spend its database on it. A failed relay or sweep starts over
+    # at sweep_interval_s. A crash elsewhere is repaired within inline_grace +
+    # sweep_idle_interval_s.
     sweep_interval_s: float = 1.0
-    sweep_idle_interval_s: float = 5.0
+    sweep_idle_interval_s: float = 15.0
     sweep_batch: int = 500
 
 
@@ -118,6 +123,15 @@ def append_outbox_update(
     }
 
 
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """What the last sweep found: documents whose events waited past the inline relay's grace
+    (`documents`), and when the oldest of those events was recorded."""
+
+    documents: int
+    oldest_recorded_at: datetime | None
+
+
 @dataclass
 class OutboxRelay:
     """Publishes the pending events of one collection's documents and marks them published."""
@@ -128,18 +142,25 @@ class OutboxRelay:
     _tasks: set[asyncio.Task[int]] = field(default_factory=set, init=False)
     _latest: dict[Any, asyncio.Task[int]] = field(default_factory=dict, init=False)
     _found_overdue: bool = field(default=False, init=False)
+    _next_sweep_in_s: float = field(default=0.0, init=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
+    backlog: OutboxBacklog = field(default_factory=lambda: OutboxBacklog(0, None), init=False)
+    _emptying: GroupCommit[tuple[Any, list[dict[str, Any]]], None] = field(init=False)
 
-    def notify(self, doc_id: Any, *, inserted: list[dict[str, Any]] | None = None) -> None:
+    def __post_init__(self) -> None:
+        self._emptying = GroupCommit(self._empty_outboxes)
+
+    def notify(self, doc_id: Any, *, written: list[dict[str, Any]] | None = None) -> None:
         """Publish this document's pending events soon, without making the caller wait.
 
         Relays of one document run one after the other (each awaits the one before), so this
-        process never sends a document's events twice or out of order. `inserted`: the outbox
-        of a document the caller has just inserted; nothing can precede those entries, so the
-        relay publishes them as given instead of reading the document back."""
+        process never sends a document's events twice or out of order. `written`: the
+        document's whole outbox as the caller has just written it, when nothing can precede
+        those entries (a document just inserted, or one whose outbox only ever holds one
+        event); the relay then publishes them as given instead of reading the document."""
         before = self._latest.get(doc_id)
         task = asyncio.create_task(
-            self._after(before, doc_id, inserted), name=f"outbox-relay-{doc_id}"
+            self._after(before, doc_id, written), name=f"outbox-relay-{doc_id}"
         )
         self._latest[doc_id] = task
         self._tasks.add(task)
@@ -154,41 +175,62 @@ class OutboxRelay:
         self,
         before: asyncio.Task[int] | None,
         doc_id: Any,
-        inserted: list[dict[str, Any]] | None,
+        written: list[dict[str, Any]] | None,
     ) -> int:
         if before is not None:
             await asyncio.gather(before, return_exceptions=True)
         try:
-            return await self.relay(doc_id, inserted=inserted)
+            return await self.relay(doc_id, written=written)
         except Exception as error:  # database away: the events wait for the sweep
             log.warning("outbox.relay_failed", doc_id=str(doc_id), error=type(error).__name__)
+            self._sweep_soon()
             return 0
 
-    async def relay(self, doc_id: Any, *, inserted: list[dict[str, Any]] | None = None) -> int:
+    async def relay(self, doc_id: Any, *, written: list[dict[str, Any]] | None = None) -> int:
         """Publish a document's pending events now; returns how many were published.
 
         On a failed send the events stay, and the sweep retries once the due time passes."""
-        if inserted is not None:
-            doc: dict[str, Any] | None = {"_id": doc_id, OUTBOX: inserted}
+        if written is not None:
+            doc: dict[str, Any] | None = {"_id": doc_id, OUTBOX: written}
         else:
             doc = await self.collection.find_one({"_id": doc_id}, projection={OUTBOX: 1})
         if not doc or not doc.get(OUTBOX):
             return 0
         sent = await self._publish(doc)
+        if len(sent) < len(doc[OUTBOX]):
+            self._sweep_soon()  # what was not sent waits for the sweep
         if not sent:
             return 0
-        # The usual case, one write: the outbox is still exactly what was sent, so empty it
-        # and clear the due time (nothing is left for the sweep to look at).
-        emptied = await self.collection.update_one(
-            {"_id": doc_id, OUTBOX: sent}, {"$set": {OUTBOX: [], DUE_AT: None}}
-        )
-        if emptied.matched_count == 0:
-            # Events were added since the read (their own relay follows), or the sweep took
-            # some: remove exactly the entries sent. ($pull with a condition such as
-            # {"id": {"$in": ids}} would read better, but FerretDB v1 ignores it.)
-            await self.collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX: sent}})
+        await self._emptying.submit((doc_id, sent))
         log.debug("outbox.published", doc_id=str(doc_id), events=len(sent))
         return len(sent)
+
+    async def _empty_outboxes(
+        self, published: Sequence[tuple[Any, list[dict[str, Any]]]]
+    ) -> list[None]:
+        """The relays' writes after publishing, several documents' in one command (group
+        commit). The usual case, one statement per document: its outbox is still exactly what
+        was sent, so empty it and clear the due time (nothing is left for the sweep)."""
+        emptied = await self.collection.bulk_write(
+            [
+                UpdateOne({"_id": doc_id, OUTBOX: sent}, {"$set": {OUTBOX: [], DUE_AT: None}})
+                for doc_id, sent in published
+            ],
+            ordered=False,
+        )
+        if emptied.matched_count < len(published):
+            # Events were added to some since they were read (their own relay follows), or
+            # the sweep took some: remove exactly the entries sent, from each document (from
+            # an outbox emptied above this removes nothing). ($pull with a condition such as
+            # {"id": {"$in": ids}} would read better, but FerretDB v1 ignores it.)
+            await self.collection.bulk_write(
+                [
+                    UpdateOne({"_id": doc_id}, {"$pullAll": {OUTBOX: sent}})
+                    for doc_id, sent in published
+                ],
+                ordered=False,
+            )
+        return [None] * len(published)
 
     async def sweep_once(self) -> int:
         """Publish every document whose events are overdue (left by a crash or a failed send),
@@ -219,6 +261,8 @@ class OutboxRelay:
         overdue = [doc for doc in overdue if doc.get(OUTBOX)]
         # Busy (look again soon) while events are overdue or a full batch came back.
         self._found_overdue = bool(overdue) or len(emptied) == self.timing.sweep_batch
+        read_all = len(overdue) + len(emptied) < self.timing.sweep_batch
+        await self._record_backlog(overdue, read_all=read_all)
         for doc in overdue:
             token = uuid.uuid4().hex
             # An expired due time means any claim on it is stale: take it over. The claim
@@ -265,31 +309,44 @@ class OutboxRelay:
             )
         return sent
 
-    async def pending(self) -> tuple[int, datetime | None]:
-        """How many documents have events waiting, and when the oldest waiting one (in the
-        document due first) was recorded."""
-        # A due time with an empty outbox is only waiting for the sweep to clear it.
-        waiting = {DUE_AT: {"$ne": None}, OUTBOX: {"$ne": []}}
-        count = await self.collection.count_documents(waiting)
-        first_due = await self.collection.find_one(
-            waiting, projection={OUTBOX: 1}, sort=[(DUE_AT, 1)]
-        )
-        recorded = [entry["at"] for entry in (first_due or {}).get(OUTBOX, []) if "at" in entry]
-        return count, min(recorded, default=None)
+    async def _record_backlog(self, overdue: list[dict[str, Any]], *, read_all: bool) -> None:
+        """The backlog gauges' figures, from the documents the sweep has just read: no query
+        of their own (on FerretDB every query but a lookup by `_id` reads the collection)."""
+        documents = len(overdue)
+        if not read_all:  # more may wait than one round reads: count them, once per such round
+            documents = await self.collection.count_documents(
+                {DUE_AT: {"$lte": utc_now()}, OUTBOX: {"$ne": []}}
+            )
+        recorded = [entry["at"] for doc in overdue for entry in doc[OUTBOX] if "at" in entry]
+        self.backlog = OutboxBacklog(documents, min(recorded, default=None))
+
+    def _sweep_soon(self) -> None:
+        """Something is left for the sweep: look at the usual pace again, not the idle one."""
+        self._next_sweep_in_s = self.timing.sweep_interval_s
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="outbox-sweeper")
 
     async def _sweep_forever(self) -> None:
+        self._next_sweep_in_s = self.timing.sweep_interval_s
         while True:
             try:
                 await self.sweep_once()
+                if self._found_overdue:
+                    self._next_sweep_in_s = self.timing.sweep_interval_s
+                else:
+                    self._next_sweep_in_s = min(
+                        self._next_sweep_in_s * 2, self.timing.sweep_idle_interval_s
+                    )
             except Exception as error:  # database down: try again next round, never die
                 log.warning("outbox.sweep_failed", error=type(error).__name__, detail=str(error))
-            busy = self._found_overdue
-            await asyncio.sleep(
-                self.timing.sweep_interval_s if busy else self.timing.sweep_idle_interval_s
-            )
+                self._sweep_soon()
+            # Slept in short steps so that `_sweep_soon` cuts a long idle wait short.
+            slept = 0.0
+            while slept < self._next_sweep_in_s:
+                step = min(self.timing.sweep_interval_s, self._next_sweep_in_s - slept)
+                await asyncio.sleep(step)
+                slept += step
 
     async def stop(self, timeout_s: float) -> None:
         """Stop sweeping and let inline relays in flight finish (bounded by timeout_s)."""

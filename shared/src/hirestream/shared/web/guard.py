@@ -7,14 +7,14 @@
   query parameter name with `$`, `[` or `]` (the `a[$ne]=` smuggling form), gets 422. Dotted
   keys are refused by the request models themselves (unknown fields are forbidden), and no
   store uses a caller's key as a field path.
-- Writes (POST, PUT, PATCH, DELETE) are limited per client with the `limits` library's moving
-  window: 429 with `Retry-After`. The client is the token's subject when there is a token
-  (read unverified: it only picks the bucket), else the peer address. The counters live in the
-  process's memory, so the limit holds per replica: with N replicas a client may make up to N
-  times the limit; a shared store (Redis) is the upgrade when that matters.
+- Writes (POST, PUT, PATCH, DELETE) are limited per client by a `WriteBudget`: 429 with
+  `Retry-After`. The client is the token's subject when there is a token (read unverified: it
+  only picks the bucket), else the peer address. The budgets live in the process's memory, so
+  the limit holds per replica: with N replicas a client may make up to N times the limit; a
+  shared store (Redis) is the upgrade when that matters.
 
 Hand-written as one small ASGI middleware because it must see the raw body before FastAPI
-parses it; the counting itself is the `limits` library's.
+parses it.
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import jwt
 from limits import parse as parse_limit
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hirestream.shared.web.problems import Problem, problem_response
@@ -45,7 +44,7 @@ class RequestGuard:
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.write_limit = parse_limit(write_limit)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.budget = WriteBudget(self.write_limit.amount, float(self.write_limit.get_expiry()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,7 +53,7 @@ class RequestGuard:
         try:
             self._check_query(scope)
             if scope["method"] in WRITE_METHODS:
-                await self._check_rate(scope)
+                self._check_rate(scope)
             body = await self._read_body(scope, receive)
             if body:
                 self._check_json(scope, body)
@@ -69,14 +68,13 @@ class RequestGuard:
             if _FORBIDDEN_QUERY_CHARACTERS & set(name):
                 raise Problem(422, f"query parameter {name!r} is not accepted")
 
-    async def _check_rate(self, scope: Scope) -> None:
-        client = _client_of(scope)
-        if not await self.limiter.hit(self.write_limit, client):
-            reset_at, _ = await self.limiter.get_window_stats(self.write_limit, client)
-            retry_after = max(1, math.ceil(reset_at - time.time()))
+    def _check_rate(self, scope: Scope) -> None:
+        wait_s = self.budget.take(_client_of(scope))
+        if wait_s > 0:
+            retry_after = max(1, math.ceil(wait_s))
             raise Problem(
                 429,
-                f"too many writes: at most {self.write_limit} per client",
+                f"too many writes: the budget is {self.write_limit} per client",
                 headers={"Retry-After": str(retry_after)},
             )
 
@@ -118,6 +116,51 @@ class RequestGuard:
                 f"field names starting with '$' are not accepted: {operator}",
                 errors=[{"field": operator, "message": "operator keys are not accepted"}],
             )
+
+
+class WriteBudget:
+    """Per-client budget of `limit` writes that refills at `limit` per `period_s` (GCRA).
+
+    A client may spend the whole budget at once, then one write per `period_s / limit` seconds.
+    The generic cell rate algorithm keeps one number per client, the time at which its budget
+    will be full again, so a request costs a dict lookup; clients whose budget is full are
+    dropped once per period, which bounds the memory to the clients seen in the last period.
+
+    Hand-written (about twenty lines) instead of the `limits` library's in-memory storage, which
+    we used first: that storage sweeps every client's entry after each hit, and its moving
+    window hands each entry to a worker thread, so one request's cost grows with the number of
+    clients. Measured on this machine, at 3,000 clients and 300 writes/s the moving window's
+    sweeping took a whole core; this budget takes no measurable CPU (bench/README.md).
+    """
+
+    def __init__(self, limit: int, period_s: float, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.period_s = period_s
+        self.interval_s = period_s / limit
+        # Rounding may make `limit * interval_s` exceed `period_s` by an ulp; never refuse the
+        # last write of a full budget for that.
+        self._tolerance_s = self.interval_s * 1e-6
+        self._clock = clock
+        self._full_again_at: dict[str, float] = {}
+        self._next_prune_at = 0.0
+
+    def take(self, client: str) -> float:
+        """Spend one write: 0.0 if the client may write now, else seconds until it may."""
+        now = self._clock()
+        if now >= self._next_prune_at:
+            self._prune(now)
+        full_again_at = max(self._full_again_at.get(client, now), now) + self.interval_s
+        if full_again_at - now > self.period_s + self._tolerance_s:
+            return full_again_at - now - self.period_s
+        self._full_again_at[client] = full_again_at
+        return 0.0
+
+    def _prune(self, now: float) -> None:
+        self._full_again_at = {c: t for c, t in self._full_again_at.items() if t > now}
+        self._next_prune_at = now + self.period_s
+
+    def __len__(self) -> int:
+        return len(self._full_again_at)
 
 
 def json_depth(body: bytes) -> int:

@@ -35,11 +35,13 @@ DEAD_LETTERS = Counter(
     ["topic", "reason"],
 )
 OUTBOX_PENDING = Gauge(
-    "hirestream_outbox_pending_documents", "Documents with events not yet published", ["collection"]
+    "hirestream_outbox_pending_documents",
+    "Documents whose events wait past the inline relay's grace, as the last sweep found them",
+    ["collection"],
 )
 OUTBOX_OLDEST_AGE = Gauge(
     "hirestream_outbox_oldest_pending_age_seconds",
-    "Age of the oldest event not yet published (0 when none)",
+    "Age of the oldest event waiting past the inline relay's grace (0 when none)",
     ["collection"],
 )
 CONSUMER_LAG = Gauge(
