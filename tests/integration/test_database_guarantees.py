@@ -104,8 +104,8 @@ async def test_a_unique_index_admits_one_of_concurrent_inserts(
 async def test_the_delivery_queue_gives_each_due_delivery_to_one_worker(
     collection: AsyncCollection[dict[str, Any]],
 ) -> None:
-    # NotificationStore.claim_due reads the first due delivery, then compare-and-sets its due
-    # time: concurrent workers must never both get one.
+    # NotificationStore.claim_due reads a batch of due deliveries, then compare-and-sets the
+    # due time of each: concurrent workers must never both get one.
     store = NotificationStore(collection)
     now = utc_now()
     await collection.insert_many(
@@ -114,11 +114,10 @@ async def test_the_delivery_queue_gives_each_due_delivery_to_one_worker(
 
     async def worker() -> list[str]:
         taken: list[str] = []
-        while (document := await store.claim_due(now=now, lease=timedelta(minutes=1))) or (
+        while (batch := await store.claim_due(now=now, lease=timedelta(minutes=1), limit=2)) or (
             await collection.count_documents({"delivery_due_at": {"$lte": now}})
         ):
-            if document is not None:
-                taken.append(document["_id"])
+            taken += [document["_id"] for document in batch]
         return taken
 
     claims = [

@@ -2,9 +2,18 @@
 
 A notification for email or a webhook is stored first by the event handler, already leased to
 this process (due when the lease ends), and handed straight to this worker: no claim is needed
-for it, since no other worker takes it before the lease ends. Retries, and deliveries whose
-process died, are found when due: the worker polls, claims one with a lease (read the first due,
-then compare-and-set its due time), tries the channel, and records every attempt.
+for it, since no other worker takes it before the lease ends. The worker keeps the first
+`HELD_DOCUMENTS_LIMIT` handed deliveries in memory and only the ids of the rest; a delivery
+whose lease is about to end, or whose document was not kept, is leased again by `_id` (a
+compare-and-set on the due time it was stored with) just before its attempt, so a backlog
+costs neither memory nor a query that reads the collection. Retries, and deliveries whose
+process died, are found when due: the worker polls, claims a batch with a lease (one read,
+then a compare-and-set each), tries them, and records every attempt. A poll that finds
+nothing doubles the wait before the next one, up to `max_poll_interval_s`; a retry this
+process recorded brings the next poll forward to its due time.
+
+Deliveries are attempted `SEND_CONCURRENCY` at a time; the outcomes recorded together leave
+in one command (group commit), and so do the relay's writes after their events are sent.
 Failures are retried with exponential backoff and full jitter up to a bounded number of
 attempts; the final outcome (delivered or failed) is written together with its
 `notification.delivered` event (the outbox), so an outcome and its event cannot part.
@@ -34,7 +43,7 @@ import structlog
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from hirestream.notifications.domain import SIGNATURE_HEADER, backoff_s, forbidden_address, sign
-from hirestream.notifications.store import NotificationStore
+from hirestream.notifications.store import DUE, NotificationStore
 from hirestream.shared.events.envelope import CONTENT_TYPE
 from hirestream.shared.events.notifications import (
     NOTIFICATION_DELIVERED,
@@ -151,10 +160,29 @@ class RetryPolicy:
     lease: timedelta = timedelta(seconds=60)
 
 
-# Deliveries handed over from the event handler and waiting for the worker, at most.
-HANDOVER_QUEUE_LIMIT = 200
+# Handed-over deliveries whose documents the worker keeps in memory, at most; of the rest it
+# keeps the id and the lease (about a hundred bytes each), up to HANDED_LIMIT in all. Beyond
+# that, new deliveries are stored due at once, for the poll to find.
+HELD_DOCUMENTS_LIMIT = 200
+HANDED_LIMIT = 100_000
+# Deliveries attempted at once (SMTP connections and webhook requests in flight).
+SEND_CONCURRENCY = 16
+# A lease with less than this left is renewed before the attempt (longer than a send may take).
+LEASE_MARGIN = timedelta(seconds=15)
+# Deliveries one poll claims at most.
+CLAIM_BATCH = 100
 
 WebhookLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Handed:
+    """A delivery handed over by the event handler: stored leased to this process until
+    `leased_until`; `document` is None when it was not kept in memory."""
+
+    notification_id: Any
+    leased_until: datetime
+    document: dict[str, Any] | None
 
 
 class DeliveryWorker:
@@ -169,6 +197,7 @@ class DeliveryWorker:
         source: str,
         policy: RetryPolicy = RetryPolicy(),
         poll_interval_s: float = 1.0,
+        max_poll_interval_s: float = 15.0,
     ) -> None:
         self.store = store
         self.relay = relay
@@ -178,24 +207,30 @@ class DeliveryWorker:
         self.source = source
         self.policy = policy
         self.poll_interval_s = poll_interval_s
+        self.max_poll_interval_s = max_poll_interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._handed: collections.deque[dict[str, Any]] = collections.deque()
+        self._handed: collections.deque[Handed] = collections.deque()
+        self._held_documents = 0
         self._poll_now = False
+        self._next_poll_at = 0.0  # monotonic
+        self._idle_wait_s = poll_interval_s
 
     def due_at_for_new(self) -> tuple[datetime, bool]:
         """The due time to store a new delivery with, and whether to hand it over.
 
-        Leased to this process while its queue has room (it attempts the delivery at once,
-        well within the lease); due now otherwise, for the poll to find: the queue stays
-        bounded in memory and a lease never runs out while its delivery waits in line."""
-        if len(self._handed) < HANDOVER_QUEUE_LIMIT:
+        Leased to this process while its queue has room; due now otherwise, for the poll to
+        find (the queue stays bounded in memory)."""
+        if len(self._handed) < HANDED_LIMIT:
             return utc_now() + self.policy.lease, True
         return utc_now(), False
 
     def hand_over(self, documents: list[dict[str, Any]]) -> None:
         """Deliver these just-stored notifications, leased by `due_at_for_new`, soon."""
-        self._handed.extend(documents)
+        for document in documents:
+            keep = self._held_documents < HELD_DOCUMENTS_LIMIT
+            self._held_documents += keep
+            self._handed.append(Handed(document["_id"], document[DUE], document if keep else None))
         self._wake.set()
 
     def wake(self) -> None:
@@ -212,36 +247,68 @@ class DeliveryWorker:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        next_poll = 0.0
         while True:
             try:
                 while self._handed:
-                    await self.attempt(self._handed.popleft(), now=utc_now())
-                if self._poll_now or time.monotonic() >= next_poll:
-                    # Retries, and deliveries a dead process left, are found by a query: run
-                    # it every poll interval (or when asked), not after every hand-over.
+                    await self._attempt_handed()
+                if self._poll_now or time.monotonic() >= self._next_poll_at:
                     self._poll_now = False
-                    next_poll = time.monotonic() + self.poll_interval_s
-                    while await self.deliver_next():
-                        pass
+                    found = await self.deliver_due()
+                    # Retries, and deliveries a dead process left, are found by a query: run
+                    # it less often while it finds nothing.
+                    self._idle_wait_s = (
+                        self.poll_interval_s
+                        if found
+                        else min(self._idle_wait_s * 2, self.max_poll_interval_s)
+                    )
+                    self._next_poll_at = time.monotonic() + self._idle_wait_s
             except Exception as error:  # database away: try again at the next round
                 log.warning("delivery.round_failed", error=type(error).__name__)
+                self._next_poll_at = time.monotonic() + self.poll_interval_s
             self._wake.clear()
             if self._handed or self._poll_now:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._wake.wait(), timeout=max(0.0, next_poll - time.monotonic())
+                    self._wake.wait(), timeout=max(0.0, self._next_poll_at - time.monotonic())
                 )
 
-    async def deliver_next(self) -> bool:
-        """Attempt one due delivery; False when none is due."""
+    async def _attempt_handed(self) -> None:
+        """Attempt the next handed-over deliveries, SEND_CONCURRENCY at once."""
         now = utc_now()
-        document = await self.store.claim_due(now=now, lease=self.policy.lease)
-        if document is None:
-            return False
-        await self.attempt(document, now=now)
-        return True
+        round_ = [self._handed.popleft() for _ in range(min(SEND_CONCURRENCY, len(self._handed)))]
+        self._held_documents -= sum(handed.document is not None for handed in round_)
+        documents = [await self._leased(handed, now) for handed in round_]
+        await self._attempt_all([document for document in documents if document], now)
+
+    async def _leased(self, handed: Handed, now: datetime) -> dict[str, Any] | None:
+        """The delivery's document with enough lease left for an attempt; None if another
+        worker took it after its lease ran out, or it is done."""
+        if handed.document is not None and handed.leased_until - now > LEASE_MARGIN:
+            return handed.document
+        return await self.store.claim(
+            handed.notification_id, due_at=handed.leased_until, until=now + self.policy.lease
+        )
+
+    async def deliver_due(self) -> int:
+        """Attempt the deliveries that are due, a batch at a time; how many were claimed."""
+        claimed = 0
+        while True:
+            now = utc_now()
+            batch = await self.store.claim_due(now=now, lease=self.policy.lease, limit=CLAIM_BATCH)
+            claimed += len(batch)
+            for start in range(0, len(batch), SEND_CONCURRENCY):
+                await self._attempt_all(batch[start : start + SEND_CONCURRENCY], now)
+            if len(batch) < CLAIM_BATCH:
+                return claimed
+
+    async def _attempt_all(self, documents: list[dict[str, Any]], now: datetime) -> None:
+        outcomes = await asyncio.gather(
+            *(self.attempt(document, now=now) for document in documents), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):  # not recorded: tried again when its lease ends
+                log.warning("delivery.record_failed", error=type(outcome).__name__)
 
     async def attempt(self, document: dict[str, Any], *, now: datetime) -> None:
         """One attempt of a delivery this process holds the lease of, and its record."""
@@ -272,6 +339,8 @@ class DeliveryWorker:
                 final_status=None,
                 events=[],
             )
+            # This process polls when the retry is due, unless it polled before.
+            self._next_poll_at = min(self._next_poll_at, time.monotonic() + wait)
             log.info("delivery.retry", channel=channel, attempt=attempt_number, in_s=round(wait, 2))
             return
         event = NOTIFICATION_DELIVERED.new(
@@ -290,10 +359,11 @@ class DeliveryWorker:
             source=self.source,
             correlation_id=document.get("correlation_id"),
         )
-        await self.store.record_attempt(
+        written = await self.store.record_attempt(
             document["_id"], attempt, retry_at=None, final_status=outcome.value, events=[event]
         )
-        self.relay.notify(document["_id"])
+        # The delivery's only event: nothing precedes it in its outbox.
+        self.relay.notify(document["_id"], written=written)
         DELIVERIES.labels(channel.value, outcome.value).inc()
         log.info("delivery.final", channel=channel, outcome=outcome, attempts=attempt_number)
 

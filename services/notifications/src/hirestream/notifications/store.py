@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import IndexModel, ReturnDocument
+from pymongo import IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -42,11 +42,13 @@ from hirestream.shared.events.notifications import Channel
 from hirestream.shared.events.postings import PostingCreated
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.outbox import (
+    OUTBOX,
     OUTBOX_INDEX,
     append_outbox_update,
     new_outbox_fields,
 )
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
+from hirestream.shared.storage.group_commit import GroupCommit, Write, bulk_writer
 from hirestream.shared.storage.mongo import CollectionIndexes, Document, object_id_or_none
 from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
 
@@ -120,6 +122,7 @@ class NotificationStore:
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
+        self._updates: GroupCommit[Write, None] = GroupCommit(bulk_writer(collection))
 
     async def create(self, documents: list[Document]) -> tuple[list[Document], list[Any]]:
         """Insert each notification once, all in one round trip. Returns the ones that were
@@ -171,43 +174,60 @@ class NotificationStore:
             return None
         return NotificationView.model_validate({**document, "notification_id": document["_id"]})
 
-    async def claim_due(self, *, now: datetime, lease: timedelta) -> Document | None:
-        """Take the next email or webhook delivery that is due, for `lease`; None when none
-        is due, or when another worker took the one found first (the caller polls again).
+    async def claim_due(self, *, now: datetime, lease: timedelta, limit: int) -> list[Document]:
+        """Take up to `limit` email or webhook deliveries that are due, for `lease`; fewer
+        when other workers took some of those found first.
 
-        A read, then a compare-and-set on the due time read, rather than one findAndModify
-        with a sort: most polls find nothing, and a read does not queue behind writes (on
-        FerretDB v1 a filter that is not exactly `{_id}` scans the collection, and a write
-        that scans holds up every other; bench/README.md)."""
-        first = await self.collection.find_one(
-            {DUE: {"$lte": now}}, projection={DUE: 1}, sort=[(DUE, 1)]
+        One read for the batch, then a compare-and-set by `_id` on each due time read, rather
+        than findAndModify with a sort per delivery: most polls find nothing, a read does not
+        queue behind writes, and on FerretDB v1 each query that is not a lookup by `_id` reads
+        the whole collection (bench/README.md)."""
+        found = (
+            await self.collection.find({DUE: {"$lte": now}}, projection={DUE: 1})
+            .sort(DUE, 1)
+            .limit(limit)
+            .to_list()
         )
-        if first is None:
-            return None
+        claimed = [
+            await self.claim(document["_id"], due_at=document[DUE], until=now + lease)
+            for document in found
+        ]
+        return [document for document in claimed if document is not None]
+
+    async def claim(
+        self, notification_id: Any, *, due_at: datetime, until: datetime
+    ) -> Document | None:
+        """Lease one delivery until `until` if its due time is still `due_at` (nobody took it
+        meanwhile, and it is not done); the delivery, or None."""
         return await self.collection.find_one_and_update(
-            {"_id": first["_id"], DUE: first[DUE]},
-            {"$set": {DUE: now + lease}},
+            {"_id": notification_id, DUE: due_at},
+            {"$set": {DUE: until}},
             return_document=ReturnDocument.AFTER,
         )
 
     async def record_attempt(
         self,
-        notification_id: str,
+        notification_id: Any,
         attempt: Document,
         *,
         retry_at: datetime | None,
         final_status: str | None,
         events: list[CloudEvent[Any]],
-    ) -> None:
-        """One attempt's outcome: retry later, or the final status and its event (outbox)."""
+    ) -> list[Document]:
+        """One attempt's outcome: retry later, or the final status and its event (outbox).
+        Returns the outbox entries written (the document's whole outbox: a delivery gets one
+        event, at its end). Attempts recorded at the same time leave in one command."""
         update: Document = {"$push": {"attempts": attempt}}
+        entries: list[Document] = []
         if final_status is None:
             update["$set"] = {DUE: retry_at}
         else:
             outbox = append_outbox_update(events)
+            entries = outbox["$push"][OUTBOX]["$each"]
             update["$set"] = {DUE: None, "status": final_status, **outbox["$set"]}
             update["$push"] = {**update["$push"], **outbox["$push"]}
-        await self.collection.update_one({"_id": notification_id}, update)
+        await self._updates.submit(UpdateOne({"_id": notification_id}, update))
+        return entries
 
     async def anonymise_candidate(self, candidate_id: str, application_ids: list[str]) -> int:
         """Erasure: no address of the candidate, no name in anyone's notification about their
