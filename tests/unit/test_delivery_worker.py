@@ -11,6 +11,8 @@ import pytest
 
 from hirestream.notifications import delivery
 from hirestream.notifications.delivery import DeliveryWorker
+from hirestream.notifications.domain import delivered_event_id
+from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.events.types import utc_now
 
 
@@ -19,6 +21,7 @@ class FakeStore:
         self.taken_by_others = taken_by_others
         self.claims: list[str] = []
         self.recorded: list[tuple[str, str | None]] = []
+        self.owed: list[Any] = []  # events written to the outbox with an outcome
 
     async def claim(self, notification_id: str, *, due_at: datetime, until: datetime) -> Any:
         self.claims.append(notification_id)
@@ -26,20 +29,20 @@ class FakeStore:
             return None
         return email(notification_id, leased_until=until)
 
-    async def record_attempt(self, notification_id: str, attempt: Any, **outcome: Any) -> list[Any]:
+    async def record_attempt(self, notification_id: str, attempt: Any, **outcome: Any) -> None:
         self.recorded.append((notification_id, outcome["final_status"]))
-        return [{"id": f"event-of-{notification_id}"}]
+        self.owed += outcome["events"]
 
     async def claim_due(self, **_: Any) -> list[Any]:
         return []
 
 
-class FakeRelay:
+class FakeBroker:
     def __init__(self) -> None:
-        self.notified: list[str] = []
+        self.published: list[CloudEvent[Any]] = []
 
-    def notify(self, doc_id: str, *, written: list[Any]) -> None:
-        self.notified.append(doc_id)
+    async def publish(self, event: CloudEvent[Any]) -> None:
+        self.published.append(event)
 
 
 class CountingMailer:
@@ -85,30 +88,57 @@ async def test_beyond_the_held_documents_a_delivery_is_leased_again_by_id_before
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(delivery, "HELD_DOCUMENTS_LIMIT", 2)
-    store, relay, mailer = FakeStore(taken_by_others={"n4"}), FakeRelay(), CountingMailer()
-    worker = DeliveryWorker(store, relay, mailer, None, None, source="test")  # type: ignore[arg-type]
+    store, broker, mailer = FakeStore(taken_by_others={"n4"}), FakeBroker(), CountingMailer()
+    worker = DeliveryWorker(store, mailer, None, None, broker.publish, source="test")  # type: ignore[arg-type]
     leased_until, handed = worker.due_at_for_new()
     assert handed
     worker.hand_over([email(f"n{i}", leased_until=leased_until) for i in range(5)])
     await run_until_recorded(worker, store, 4)
     assert store.claims == ["n2", "n3", "n4"]  # the two kept in memory needed no claim
     assert sorted(doc_id for doc_id, _ in store.recorded) == ["n0", "n1", "n2", "n3"]
-    assert sorted(relay.notified) == ["n0", "n1", "n2", "n3"]  # n4 was another worker's
+    announced = sorted(event.data.notification_id for event in broker.published)
+    assert announced == ["n0", "n1", "n2", "n3"]  # n4 was another worker's
+    assert {event.id for event in broker.published} == {
+        delivered_event_id(f"n{i}") for i in range(4)
+    }
 
 
 async def test_a_lease_about_to_end_is_renewed_before_the_attempt() -> None:
-    store, relay, mailer = FakeStore(taken_by_others=set()), FakeRelay(), CountingMailer()
-    worker = DeliveryWorker(store, relay, mailer, None, None, source="test")  # type: ignore[arg-type]
+    store, broker, mailer = FakeStore(taken_by_others=set()), FakeBroker(), CountingMailer()
+    worker = DeliveryWorker(store, mailer, None, None, broker.publish, source="test")  # type: ignore[arg-type]
     worker.hand_over([email("n0", leased_until=utc_now() + timedelta(seconds=5))])
     await run_until_recorded(worker, store, 1)
     assert store.claims == ["n0"]
 
 
 async def test_handed_deliveries_are_attempted_several_at_once() -> None:
-    store, relay, mailer = FakeStore(taken_by_others=set()), FakeRelay(), CountingMailer()
-    worker = DeliveryWorker(store, relay, mailer, None, None, source="test")  # type: ignore[arg-type]
+    store, broker, mailer = FakeStore(taken_by_others=set()), FakeBroker(), CountingMailer()
+    worker = DeliveryWorker(store, mailer, None, None, broker.publish, source="test")  # type: ignore[arg-type]
     leased_until, _ = worker.due_at_for_new()
     worker.hand_over([email(f"n{i}", leased_until=leased_until) for i in range(40)])
     await run_until_recorded(worker, store, 40)
     assert mailer.most_in_flight == delivery.SEND_CONCURRENCY
     assert all(status == "delivered" for _, status in store.recorded)
+
+
+async def test_an_outcome_whose_event_cannot_be_published_keeps_it_in_the_outbox() -> None:
+    async def broker_away(event: CloudEvent[Any]) -> None:
+        raise ConnectionError("broker unreachable")
+
+    store, mailer = FakeStore(taken_by_others=set()), CountingMailer()
+    worker = DeliveryWorker(store, mailer, None, None, broker_away, source="test")  # type: ignore[arg-type]
+    leased_until, _ = worker.due_at_for_new()
+    worker.hand_over([email("n0", leased_until=leased_until)])
+    await run_until_recorded(worker, store, 1)
+    assert store.recorded == [("n0", "delivered")]
+    assert [event.id for event in store.owed] == [delivered_event_id("n0")]
+
+
+async def test_a_published_outcome_is_recorded_without_an_outbox_entry() -> None:
+    store, broker, mailer = FakeStore(taken_by_others=set()), FakeBroker(), CountingMailer()
+    worker = DeliveryWorker(store, mailer, None, None, broker.publish, source="test")  # type: ignore[arg-type]
+    leased_until, _ = worker.due_at_for_new()
+    worker.hand_over([email("n0", leased_until=leased_until)])
+    await run_until_recorded(worker, store, 1)
+    assert store.owed == []
+    assert [event.id for event in broker.published] == [delivered_event_id("n0")]

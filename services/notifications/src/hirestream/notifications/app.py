@@ -76,12 +76,12 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     preferences = PreferenceStore(db[PREFERENCES])
     alerts = AlertStore(db[ALERTS])
     webhooks = WebhookStore(db[WEBHOOKS])
-    relay = runtime.outbox_relay(notifications.collection)
+    # Sends the `notification.delivered` events a delivery could not publish as it ended.
+    runtime.outbox_relay(notifications.collection)
     http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
 
     worker = DeliveryWorker(
         notifications,
-        relay,
         SmtpMailer(
             host=settings.smtp_host,
             port=settings.smtp_port,
@@ -92,6 +92,7 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         ),
         WebhookSender(http, allow_private=settings.webhook_allow_private),
         webhooks.by_id,
+        runtime.publish_event,
         source=runtime.source,
         policy=RetryPolicy(
             max_attempts=settings.delivery_max_attempts,

@@ -17,7 +17,6 @@ process's delivery worker and handed to it; it records each outcome with its eve
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,7 @@ from hirestream.notifications.domain import (
     ApplicationFacts,
     PlannedNotification,
     Preferences,
+    delivered_event_id,
     notification_id,
     org_recipient,
     plan_application_submitted,
@@ -66,8 +66,6 @@ GROUP_ID = "notifications"
 # At most ~2 s held on one status change (its partition waits meanwhile).
 FACTS_PATIENCE_ROUNDS = 8
 FACTS_PATIENCE_STEP_S = 0.25
-# Names the ids of in-app delivery events, derived from the notification's id.
-IN_APP_DELIVERED_NAMESPACE = uuid.UUID("5b0f6f55-6c4e-4d43-9a36-2f8f1f0f7d01")
 
 log = structlog.get_logger(__name__)
 
@@ -221,7 +219,7 @@ class Notifier:
                 ),
                 source=self.source,
                 correlation_id=correlation.get(document["source_event_id"]),
-                event_id=str(uuid.uuid5(IN_APP_DELIVERED_NAMESPACE, document["_id"])),
+                event_id=delivered_event_id(document["_id"]),
                 time=document["created_at"],
             )
             for document in documents

@@ -12,11 +12,12 @@ then a compare-and-set each), tries them, and records every attempt. A poll that
 nothing doubles the wait before the next one, up to `max_poll_interval_s`; a retry this
 process recorded brings the next poll forward to its due time.
 
-Deliveries are attempted `SEND_CONCURRENCY` at a time; the outcomes recorded together leave
-in one command (group commit), and so do the relay's writes after their events are sent.
-Failures are retried with exponential backoff and full jitter up to a bounded number of
-attempts; the final outcome (delivered or failed) is written together with its
-`notification.delivered` event (the outbox), so an outcome and its event cannot part.
+Deliveries are attempted `SEND_CONCURRENCY` at a time, and the outcomes recorded together
+leave in one command (group commit). Failures are retried with exponential backoff and full
+jitter up to a bounded number of attempts. The final outcome's `notification.delivered` event
+(id derived from the notification's) is published before the outcome is recorded, so a
+recorded outcome always has its event on the topic; when the broker is away, the event is
+written with the outcome (the outbox) and the relay's sweep sends it later.
 
 Email and webhooks are at least once: a crash after the send and before the record repeats
 the send (webhook receivers deduplicate on the CloudEvent `id`).
@@ -42,9 +43,15 @@ import httpx
 import structlog
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from hirestream.notifications.domain import SIGNATURE_HEADER, backoff_s, forbidden_address, sign
+from hirestream.notifications.domain import (
+    SIGNATURE_HEADER,
+    backoff_s,
+    delivered_event_id,
+    forbidden_address,
+    sign,
+)
 from hirestream.notifications.store import DUE, NotificationStore
-from hirestream.shared.events.envelope import CONTENT_TYPE
+from hirestream.shared.events.envelope import CONTENT_TYPE, CloudEvent
 from hirestream.shared.events.notifications import (
     NOTIFICATION_DELIVERED,
     Channel,
@@ -52,7 +59,6 @@ from hirestream.shared.events.notifications import (
     NotificationDelivered,
 )
 from hirestream.shared.events.types import utc_now
-from hirestream.shared.messaging.outbox import OutboxRelay
 from hirestream.shared.web.metrics import DELIVERIES, DELIVERY_ATTEMPTS
 
 log = structlog.get_logger(__name__)
@@ -173,6 +179,7 @@ LEASE_MARGIN = timedelta(seconds=15)
 CLAIM_BATCH = 100
 
 WebhookLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+PublishEvent = Callable[[CloudEvent[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -189,10 +196,10 @@ class DeliveryWorker:
     def __init__(
         self,
         store: NotificationStore,
-        relay: OutboxRelay,
         mailer: SmtpMailer,
         webhooks: WebhookSender,
         find_webhook: WebhookLookup,
+        publish: PublishEvent,
         *,
         source: str,
         policy: RetryPolicy = RetryPolicy(),
@@ -200,10 +207,10 @@ class DeliveryWorker:
         max_poll_interval_s: float = 15.0,
     ) -> None:
         self.store = store
-        self.relay = relay
         self.mailer = mailer
         self.webhooks = webhooks
         self.find_webhook = find_webhook
+        self.publish = publish
         self.source = source
         self.policy = policy
         self.poll_interval_s = poll_interval_s
@@ -358,12 +365,21 @@ class DeliveryWorker:
             ),
             source=self.source,
             correlation_id=document.get("correlation_id"),
+            event_id=delivered_event_id(document["_id"]),
         )
-        written = await self.store.record_attempt(
-            document["_id"], attempt, retry_at=None, final_status=outcome.value, events=[event]
+        # Published before the outcome is recorded, so the record needs no outbox: a crash in
+        # between leaves the lease to run out, and the next attempt sends again and publishes
+        # an event with the same id (at least once, as the send itself). Only when the broker
+        # is away does the event go into the outbox with the outcome, for the sweep to send.
+        try:
+            await self.publish(event)
+            owed = []
+        except Exception as error:
+            log.warning("delivery.announce_deferred", error=type(error).__name__)
+            owed = [event]
+        await self.store.record_attempt(
+            document["_id"], attempt, retry_at=None, final_status=outcome.value, events=owed
         )
-        # The delivery's only event: nothing precedes it in its outbox.
-        self.relay.notify(document["_id"], written=written)
         DELIVERIES.labels(channel.value, outcome.value).inc()
         log.info("delivery.final", channel=channel, outcome=outcome, attempts=attempt_number)
 

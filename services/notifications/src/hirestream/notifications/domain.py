@@ -39,6 +39,17 @@ def notification_id(event_id: str, recipient: str, channel: Channel) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{event_id}|{recipient}|{channel.value}"))
 
 
+# Names the ids of `notification.delivered` events (the value predates email and webhooks
+# using it: in-app events had these ids first).
+_DELIVERED_NAMESPACE = uuid.UUID("5b0f6f55-6c4e-4d43-9a36-2f8f1f0f7d01")
+
+
+def delivered_event_id(notification_id: str) -> str:
+    """The id of a notification's one `notification.delivered` event, whoever publishes it
+    and however often: a copy after a crash has the same id, and consumers drop it."""
+    return str(uuid.uuid5(_DELIVERED_NAMESPACE, notification_id))
+
+
 # --------------------------------------------------------------------------- recipients
 
 

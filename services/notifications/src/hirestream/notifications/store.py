@@ -5,8 +5,8 @@ Collections, their indexes, and what each index serves:
   derived from those three so a redelivered event inserts nothing new. In-app ones form the
   inbox (`inbox_newest`: recipient, channel, created_at, _id); email and webhook ones carry
   their delivery state and attempts (`delivery_due`: the delivery worker's queue;
-  `webhook_newest`: a webhook's delivery log); all carry an outbox for
-  `notification.delivered` (`outbox_due`).
+  `webhook_newest`: a webhook's delivery log); all carry an outbox, which holds a delivery's
+  `notification.delivered` only when the broker was away as it ended (`outbox_due`).
 - `preferences`: one document per recipient (`_id`).
 - `alerts`: saved searches; `anchor` (see domain.AlertCriteria.anchor) selects the few alerts a
   posting can match; `candidate_newest` lists a candidate's alerts.
@@ -42,7 +42,6 @@ from hirestream.shared.events.notifications import Channel
 from hirestream.shared.events.postings import PostingCreated
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.outbox import (
-    OUTBOX,
     OUTBOX_INDEX,
     append_outbox_update,
     new_outbox_fields,
@@ -213,21 +212,20 @@ class NotificationStore:
         retry_at: datetime | None,
         final_status: str | None,
         events: list[CloudEvent[Any]],
-    ) -> list[Document]:
-        """One attempt's outcome: retry later, or the final status and its event (outbox).
-        Returns the outbox entries written (the document's whole outbox: a delivery gets one
-        event, at its end). Attempts recorded at the same time leave in one command."""
+    ) -> None:
+        """One attempt's outcome: retry later, or the final status (with its event in the
+        outbox when it could not be published). Attempts recorded at the same time leave in
+        one command."""
         update: Document = {"$push": {"attempts": attempt}}
-        entries: list[Document] = []
         if final_status is None:
             update["$set"] = {DUE: retry_at}
         else:
-            outbox = append_outbox_update(events)
-            entries = outbox["$push"][OUTBOX]["$each"]
-            update["$set"] = {DUE: None, "status": final_status, **outbox["$set"]}
-            update["$push"] = {**update["$push"], **outbox["$push"]}
+            update["$set"] = {DUE: None, "status": final_status}
+            if events:
+                outbox = append_outbox_update(events)
+                update["$set"].update(outbox["$set"])
+                update["$push"].update(outbox["$push"])
         await self._updates.submit(UpdateOne({"_id": notification_id}, update))
-        return entries
 
     async def anonymise_candidate(self, candidate_id: str, application_ids: list[str]) -> int:
         """Erasure: no address of the candidate, no name in anyone's notification about their
