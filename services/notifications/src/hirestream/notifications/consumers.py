@@ -17,7 +17,7 @@ process's delivery worker and handed to it; it records each outcome with its eve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -119,26 +119,27 @@ class Notifier:
         await self.on_applications_submitted([event])
 
     async def on_applications_submitted(self, events: list[CloudEvent[Any]]) -> None:
-        """A batch of `application.submitted`: the same queries whatever its size."""
-        erased = await self.erasures.erased_among(
-            event.data.candidate.candidate_id for event in events
-        )
-        # A replay of an event from before an erasure must not bring the person back.
-        events = [_without_person(e) if _candidate_id(e) in erased else e for e in events]
-        postings = await self.facts.postings_by_id({event.data.posting_id for event in events})
-        facts = [_application_facts(event.data, postings) for event in events]
-        await self.facts.remember_applications(facts)
+        """A batch of `application.submitted`: the same queries whatever its size, and the
+        reads sent together (none needs another's answer)."""
         recipients = set()
         for event in events:
             recipients |= {f"user:{_candidate_id(event)}", f"org:{event.data.org}"}
-        preferences = await self.preferences.get_many(sorted(recipients))
+        erased, postings, preferences = await asyncio.gather(
+            self.erasures.erased_among(_candidate_id(event) for event in events),
+            self.facts.postings_by_id({event.data.posting_id for event in events}),
+            self.preferences.get_many(sorted(recipients)),
+        )
+        # A replay of an event from before an erasure must not bring the person back.
+        events = [_without_person(e) if _candidate_id(e) in erased else e for e in events]
+        facts = [_application_facts(event.data, postings) for event in events]
+        await self.facts.remember_applications(facts)
         occasions = []
         for event, known in zip(events, facts, strict=True):
             plan = plan_application_submitted(
                 event.data, known.posting_title, known.contact_email, preferences
             )
             occasions.append(Occasion(event, plan, event.data.org))
-        await self._notify(APPLICATION_SUBMITTED.name, occasions)
+        await self._notify(APPLICATION_SUBMITTED.name, occasions, preferences)
 
     async def on_status_changed(self, event: CloudEvent[Any]) -> None:
         change: ApplicationStatusChanged = event.data
@@ -159,13 +160,26 @@ class Notifier:
         log.warning("notifications.facts_missing", application_id=application_id)
         return None
 
-    async def _notify(self, kind: str, occasions: list[Occasion]) -> None:
+    async def _notify(
+        self,
+        kind: str,
+        occasions: list[Occasion],
+        preferences: Mapping[str, Preferences] | None = None,
+    ) -> None:
         """Store every notification of these events in one write, announce the in-app ones,
-        and hand the deliveries to the worker."""
+        and hand the deliveries to the worker. `preferences`: those already read, the orgs'
+        among them."""
         due_at, hand_over = self.worker.due_at_for_new()
         orgs = {occasion.org for occasion in occasions}
-        org_preferences = await self.preferences.get_many(sorted(map(org_recipient, orgs)))
-        webhooks = await self.webhooks.subscribed(kind, orgs)
+        org_preferences: Mapping[str, Preferences]
+        if preferences is None:
+            org_preferences, webhooks = await asyncio.gather(
+                self.preferences.get_many(sorted(map(org_recipient, orgs))),
+                self.webhooks.subscribed(kind, orgs),
+            )
+        else:
+            org_preferences = preferences
+            webhooks = await self.webhooks.subscribed(kind, orgs)
         planned: list[Document] = []
         for occasion in occasions:
             event = occasion.event
