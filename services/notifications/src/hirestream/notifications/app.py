@@ -13,6 +13,7 @@ from pydantic import EmailStr, Field, SecretStr
 from hirestream.notifications.api import notifications_router
 from hirestream.notifications.consumers import Notifier, register_consumers
 from hirestream.notifications.delivery import (
+    SEND_CONCURRENCY,
     DeliveryWorker,
     RetryPolicy,
     SmtpMailer,
@@ -80,16 +81,18 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     runtime.outbox_relay(notifications.collection)
     http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
 
+    mailer = SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=str(settings.smtp_from),
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        start_tls=settings.smtp_starttls,
+        pool_size=SEND_CONCURRENCY,
+    )
     worker = DeliveryWorker(
         notifications,
-        SmtpMailer(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            sender=str(settings.smtp_from),
-            username=settings.smtp_username,
-            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-            start_tls=settings.smtp_starttls,
-        ),
+        mailer,
         WebhookSender(http, allow_private=settings.webhook_allow_private),
         webhooks.by_id,
         runtime.publish_event,
@@ -120,6 +123,7 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
             yield
         finally:
             await worker.stop()
+            await mailer.close()
             await http.aclose()
 
     return runtime.http_app(

@@ -32,7 +32,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -75,6 +75,11 @@ class DeliveryFailed(Exception):
 
 @dataclass(frozen=True)
 class SmtpMailer:
+    """Sends notification emails, keeping up to `pool_size` SMTP connections open between
+    messages: a session costs a connection, a greeting and the login (and a TLS handshake
+    with STARTTLS) that a message on an open one does not. A kept connection the server has
+    closed meanwhile is noticed at the next send, which then opens a new one."""
+
     host: str
     port: int
     sender: str
@@ -82,8 +87,37 @@ class SmtpMailer:
     password: str | None = None
     start_tls: bool = False
     timeout_s: float = 10.0
+    pool_size: int = 16
+    _idle: list[aiosmtplib.SMTP] = field(default_factory=list, init=False, repr=False)
 
     async def send(self, to: str, title: str, body: str) -> None:
+        message = self._message(to, title, body)
+        kept = self._idle.pop() if self._idle else None
+        if kept is not None:
+            try:
+                await kept.send_message(message)
+            except (aiosmtplib.SMTPException, OSError):
+                kept.close()  # closed by the server while idle, most likely: open a new one
+            else:
+                self._keep(kept)
+                return
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            start_tls=self.start_tls,
+            timeout=self.timeout_s,
+        )
+        try:
+            await client.connect()  # logs in too when there are credentials
+            await client.send_message(message)
+        except (aiosmtplib.SMTPException, OSError) as error:
+            client.close()
+            raise DeliveryFailed(f"smtp: {type(error).__name__}") from error
+        self._keep(client)
+
+    def _message(self, to: str, title: str, body: str) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = to
@@ -95,18 +129,21 @@ class SmtpMailer:
             _templates.get_template("notification.html").render(title=title, body=body),
             subtype="html",
         )
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                start_tls=self.start_tls,
-                timeout=self.timeout_s,
-            )
-        except (aiosmtplib.SMTPException, OSError) as error:
-            raise DeliveryFailed(f"smtp: {type(error).__name__}") from error
+        return message
+
+    def _keep(self, client: aiosmtplib.SMTP) -> None:
+        if len(self._idle) < self.pool_size:
+            self._idle.append(client)
+        else:
+            client.close()
+
+    async def close(self) -> None:
+        """Say goodbye on the kept connections (at shutdown)."""
+        while self._idle:
+            client = self._idle.pop()
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+            client.close()
 
 
 class UnsafeWebhookUrl(ValueError):
