@@ -20,6 +20,7 @@ class FakeStore:
     def __init__(self, taken_by_others: set[str]) -> None:
         self.taken_by_others = taken_by_others
         self.claims: list[str] = []
+        self.reads: list[str] = []
         self.recorded: list[tuple[str, str | None]] = []
         self.owed: list[Any] = []  # events written to the outbox with an outcome
 
@@ -28,6 +29,10 @@ class FakeStore:
         if notification_id in self.taken_by_others:
             return None
         return email(notification_id, leased_until=until)
+
+    async def get(self, notification_id: str) -> Any:
+        self.reads.append(notification_id)
+        return email(notification_id, leased_until=utc_now() + timedelta(minutes=1))
 
     async def record_attempt(self, notification_id: str, attempt: Any, **outcome: Any) -> None:
         self.recorded.append((notification_id, outcome["final_status"]))
@@ -84,23 +89,34 @@ async def run_until_recorded(worker: DeliveryWorker, store: FakeStore, count: in
         await worker.stop()
 
 
-async def test_beyond_the_held_documents_a_delivery_is_leased_again_by_id_before_its_attempt(
+async def test_beyond_the_held_documents_a_delivery_is_read_by_id_when_its_turn_comes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(delivery, "HELD_DOCUMENTS_LIMIT", 2)
-    store, broker, mailer = FakeStore(taken_by_others={"n4"}), FakeBroker(), CountingMailer()
+    store, broker, mailer = FakeStore(taken_by_others=set()), FakeBroker(), CountingMailer()
     worker = DeliveryWorker(store, mailer, None, None, broker.publish, source="test")  # type: ignore[arg-type]
     leased_until, handed = worker.due_at_for_new()
     assert handed
     worker.hand_over([email(f"n{i}", leased_until=leased_until) for i in range(5)])
-    await run_until_recorded(worker, store, 4)
-    assert store.claims == ["n2", "n3", "n4"]  # the two kept in memory needed no claim
-    assert sorted(doc_id for doc_id, _ in store.recorded) == ["n0", "n1", "n2", "n3"]
+    await run_until_recorded(worker, store, 5)
+    assert sorted(store.reads) == ["n2", "n3", "n4"]  # the two kept in memory needed no read
+    assert store.claims == []  # the lease still held: no new claim
     announced = sorted(event.data.notification_id for event in broker.published)
-    assert announced == ["n0", "n1", "n2", "n3"]  # n4 was another worker's
+    assert announced == [f"n{i}" for i in range(5)]
     assert {event.id for event in broker.published} == {
-        delivered_event_id(f"n{i}") for i in range(4)
+        delivered_event_id(f"n{i}") for i in range(5)
     }
+
+
+async def test_a_delivery_another_worker_took_after_its_lease_is_skipped() -> None:
+    store, broker, mailer = FakeStore(taken_by_others={"n1"}), FakeBroker(), CountingMailer()
+    worker = DeliveryWorker(store, mailer, None, None, broker.publish, source="test")  # type: ignore[arg-type]
+    ended = utc_now() + timedelta(seconds=1)  # too little left: leased again before the attempt
+    worker.hand_over([email(f"n{i}", leased_until=ended) for i in range(3)])
+    await run_until_recorded(worker, store, 2)
+    await asyncio.sleep(0.05)
+    assert sorted(store.claims) == ["n0", "n1", "n2"]
+    assert sorted(doc_id for doc_id, _ in store.recorded) == ["n0", "n2"]
 
 
 async def test_a_lease_about_to_end_is_renewed_before_the_attempt() -> None:

@@ -3,10 +3,10 @@
 A notification for email or a webhook is stored first by the event handler, already leased to
 this process (due when the lease ends), and handed straight to this worker: no claim is needed
 for it, since no other worker takes it before the lease ends. The worker keeps the first
-`HELD_DOCUMENTS_LIMIT` handed deliveries in memory and only the ids of the rest; a delivery
-whose lease is about to end, or whose document was not kept, is leased again by `_id` (a
-compare-and-set on the due time it was stored with) just before its attempt, so a backlog
-costs neither memory nor a query that reads the collection. Retries, and deliveries whose
+`HELD_DOCUMENTS_LIMIT` handed deliveries in memory and only the ids of the rest, whose
+documents it reads by `_id` when their turn comes; a delivery whose lease is about to end is
+leased again by `_id` first (a compare-and-set on the due time it was stored with). So a
+backlog costs neither memory nor a query that reads the collection. Retries, and deliveries whose
 process died, are found when due: the worker polls, claims a batch with a lease (one read,
 then a compare-and-set each), tries them, and records every attempt. A poll that finds
 nothing doubles the wait before the next one, up to `max_poll_interval_s`; a retry this
@@ -322,14 +322,18 @@ class DeliveryWorker:
         now = utc_now()
         round_ = [self._handed.popleft() for _ in range(min(SEND_CONCURRENCY, len(self._handed)))]
         self._held_documents -= sum(handed.document is not None for handed in round_)
-        documents = [await self._leased(handed, now) for handed in round_]
+        documents = await asyncio.gather(*(self._leased(handed, now) for handed in round_))
         await self._attempt_all([document for document in documents if document], now)
 
     async def _leased(self, handed: Handed, now: datetime) -> dict[str, Any] | None:
         """The delivery's document with enough lease left for an attempt; None if another
         worker took it after its lease ran out, or it is done."""
-        if handed.document is not None and handed.leased_until - now > LEASE_MARGIN:
-            return handed.document
+        if handed.leased_until - now > LEASE_MARGIN:
+            # Still ours: nobody claims a delivery before its due time. Only its content may
+            # be missing, and a read by `_id` brings it (a read does not queue behind writes).
+            if handed.document is not None:
+                return handed.document
+            return await self.store.get(handed.notification_id)
         return await self.store.claim(
             handed.notification_id, due_at=handed.leased_until, until=now + self.policy.lease
         )

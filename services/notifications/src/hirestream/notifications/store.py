@@ -193,6 +193,9 @@ class NotificationStore:
         ]
         return [document for document in claimed if document is not None]
 
+    async def get(self, notification_id: Any) -> Document | None:
+        return await self.collection.find_one({"_id": notification_id})
+
     async def claim(
         self, notification_id: Any, *, due_at: datetime, until: datetime
     ) -> Document | None:
