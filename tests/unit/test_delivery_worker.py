@@ -21,6 +21,7 @@ class FakeStore:
         self.taken_by_others = taken_by_others
         self.claims: list[str] = []
         self.reads: list[str] = []
+        self.polls = 0
         self.recorded: list[tuple[str, str | None]] = []
         self.owed: list[Any] = []  # events written to the outbox with an outcome
 
@@ -39,6 +40,7 @@ class FakeStore:
         self.owed += outcome["events"]
 
     async def claim_due(self, **_: Any) -> list[Any]:
+        self.polls += 1
         return []
 
 
@@ -158,3 +160,43 @@ async def test_a_published_outcome_is_recorded_without_an_outbox_entry() -> None
     await run_until_recorded(worker, store, 1)
     assert store.owed == []
     assert [event.id for event in broker.published] == [delivered_event_id("n0")]
+
+
+class FailingMailer:
+    async def send(self, to: str, title: str, body: str) -> None:
+        raise delivery.DeliveryFailed("smtp: refused")
+
+
+class Backoffs:
+    """Retry waits in order: 0.05 s, then 0.25 s."""
+
+    def __init__(self) -> None:
+        self.waits = [0.05, 0.25]
+
+    def __call__(self, attempt: int, **_: Any) -> float:
+        return self.waits.pop(0)
+
+
+async def test_each_recorded_retry_brings_a_poll_forward_to_its_due_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(delivery, "backoff_s", Backoffs())
+    store, broker = FakeStore(taken_by_others=set()), FakeBroker()
+    worker = DeliveryWorker(
+        store,  # type: ignore[arg-type]
+        FailingMailer(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        broker.publish,
+        source="test",
+        poll_interval_s=30.0,  # without the retries, the next poll would be half a minute away
+    )
+    leased_until, _ = worker.due_at_for_new()
+    worker.hand_over([email(f"n{i}", leased_until=leased_until) for i in range(2)])
+    worker.start()
+    try:
+        await asyncio.sleep(0.6)
+    finally:
+        await worker.stop()
+    assert store.recorded == [("n0", None), ("n1", None)]  # retries, not final outcomes
+    assert store.polls == 3  # at start, then when each retry fell due

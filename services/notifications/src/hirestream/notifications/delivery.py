@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
+import math
 import random
 import socket
 import time
@@ -257,8 +259,9 @@ class DeliveryWorker:
         self._handed: collections.deque[Handed] = collections.deque()
         self._held_documents = 0
         self._poll_now = False
-        self._next_poll_at = 0.0  # monotonic
+        self._next_poll_at = 0.0  # monotonic, as the two below
         self._idle_wait_s = poll_interval_s
+        self._retries_due: list[float] = []  # heap: when the retries this process recorded fall due
 
     def due_at_for_new(self) -> tuple[datetime, bool]:
         """The due time to store a new delivery with, and whether to hand it over.
@@ -295,8 +298,10 @@ class DeliveryWorker:
             try:
                 while self._handed:
                     await self._attempt_handed()
-                if self._poll_now or time.monotonic() >= self._next_poll_at:
+                if self._poll_now or time.monotonic() >= self._poll_at():
                     self._poll_now = False
+                    while self._retries_due and self._retries_due[0] <= time.monotonic():
+                        heapq.heappop(self._retries_due)  # this poll finds it
                     found = await self.deliver_due()
                     # Retries, and deliveries a dead process left, are found by a query: run
                     # it less often while it finds nothing.
@@ -314,8 +319,12 @@ class DeliveryWorker:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._wake.wait(), timeout=max(0.0, self._next_poll_at - time.monotonic())
+                    self._wake.wait(), timeout=max(0.0, self._poll_at() - time.monotonic())
                 )
+
+    def _poll_at(self) -> float:
+        """When to poll next: the idle interval, or the next retry this process recorded."""
+        return min(self._next_poll_at, self._retries_due[0] if self._retries_due else math.inf)
 
     async def _attempt_handed(self) -> None:
         """Attempt the next handed-over deliveries, SEND_CONCURRENCY at once."""
@@ -387,8 +396,7 @@ class DeliveryWorker:
                 final_status=None,
                 events=[],
             )
-            # This process polls when the retry is due, unless it polled before.
-            self._next_poll_at = min(self._next_poll_at, time.monotonic() + wait)
+            heapq.heappush(self._retries_due, time.monotonic() + wait)  # poll then, if not before
             log.info("delivery.retry", channel=channel, attempt=attempt_number, in_s=round(wait, 2))
             return
         event = NOTIFICATION_DELIVERED.new(
