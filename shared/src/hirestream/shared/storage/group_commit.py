@@ -8,7 +8,7 @@ batches grow only with the load.
 Why: the database's cost is mostly per command, not per document. On FerretDB v1 (the local
 stack) an `insert_one` of an application costs 1.5 ms and an `insert_many` 0.33 ms per
 document; 16 `update_one` by `_id` 2.9 ms each, one `bulk_write` of them 1.9 ms per
-statement (deploy/local/README.md, bench/README.md). Hand-written (forty lines) because the
+statement (bench/README.md, third round). Hand-written (forty lines) because the
 libraries that batch in asyncio (aiodataloader and the like) coalesce reads within one loop
 tick and cache them by key, which is neither what a write needs nor safe for one.
 """
@@ -85,7 +85,12 @@ def bulk_writer(
 ) -> Callable[[Sequence[Write]], Awaitable[list[BaseException | None]]]:
     """A `run_batch` for `GroupCommit` that sends the writes as one unordered `bulk_write` and
     gives each caller what its own `insert_one` or `update_one` would have raised: a
-    DuplicateKeyError for a duplicate key, a WriteError for any other refusal of its write."""
+    DuplicateKeyError for a duplicate key, a WriteError for any other refusal of its write.
+
+    Only for writes that cannot break a unique index by updating: FerretDB v1 answers such an
+    update with an error for the whole command (MongoDB, per statement), so the other
+    callers of that batch would see it too. Inserts are fine: FerretDB reports their
+    duplicates per document."""
 
     async def run(writes: Sequence[Write]) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = [None] * len(writes)
