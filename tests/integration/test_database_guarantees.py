@@ -2,15 +2,16 @@
 
 MongoDB guarantees these for single-document writes; FerretDB v1 on SQLite needs the
 write-serialising proxy of deploy/local/ferretdb/serialise.go for the first two, and the
-patch deploy/local/ferretdb/patches/update-closes-each-statement.patch for the many-statement
-update.
+patch deploy/local/ferretdb/patches/update-reads-before-writing.patch for the many-statement
+update and the bounded write-ahead log.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 from hirestream.notifications.store import NotificationStore
 from hirestream.shared.events.types import utc_now
 from tests.conftest import unique_db
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +86,90 @@ async def test_an_update_command_of_many_statements_completes(
     )
     assert result.modified_count == statements
     assert await collection.count_documents({"sent": True}) == statements
+
+
+async def test_a_stream_of_updates_keeps_the_write_ahead_log_bounded(
+    collection: AsyncCollection[dict[str, Any]], servers: Servers
+) -> None:
+    # FerretDB v1.24 wrote each updated document while the query that found it was still
+    # open. An open query holds an SQLite read snapshot, so no checkpoint could ever empty
+    # the write-ahead log: it grew with every update (about 18 kB each with a few indexes;
+    # 484 MB in a 20 s micro-benchmark) and every commit re-scanned it. SQLite restarts a
+    # fully checkpointed log once it passes 1,000 pages (4 MB), so it must stay near that.
+    await collection.create_index([("org", 1), ("due_at", 1)])
+    await collection.create_index([("candidate", 1)])
+    documents = 2_000
+    padding = "x" * 1_500  # documents the size of an application with its outbox
+    await collection.insert_many(
+        [
+            {"_id": f"d{n}", "org": "o", "candidate": f"c{n}", "due_at": n, "pad": padding}
+            for n in range(documents)
+        ]
+    )
+    log = (
+        (servers.stack_dir or Path("/nonexistent"))
+        / "mongo"
+        / f"{collection.database.name}.sqlite-wal"
+    )
+    if not log.exists():
+        pytest.skip("the database server is not the local stack's FerretDB on SQLite")
+
+    for first in range(0, 2 * documents, 100):
+        await collection.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": f"d{n % documents}", "org": "o"}, {"$set": {"due_at": None, "n": n}}
+                )
+                for n in range(first, first + 100)
+            ],
+            ordered=False,
+        )
+
+    assert await collection.count_documents({"due_at": None}) == documents
+    assert log.stat().st_size < 16 * 2**20, f"write-ahead log at {log.stat().st_size:,} bytes"
+
+
+async def test_a_date_bound_matches_as_on_mongodb(
+    collection: AsyncCollection[dict[str, Any]],
+) -> None:
+    # The outbox sweep and the delivery poll filter on `due <= now`. The local stack's
+    # FerretDB narrows such a filter in SQL (patches/sqlite-filter-pushdown.patch); this is
+    # what it must still match: dates on both sides of 2001 and 1970, an array by any of its
+    # elements, and no null, missing, string or number.
+    now = utc_now().replace(microsecond=0)
+    values: dict[str, Any] = {
+        "past": now - timedelta(seconds=5),
+        "now": now,
+        "future": now + timedelta(seconds=5),
+        "1990": datetime(1990, 1, 1, tzinfo=UTC),
+        "1960": datetime(1960, 1, 1, tzinfo=UTC),
+        "null": None,
+        "string": "2020-01-01",
+        "number": 5,
+        "array with a past date": [now + timedelta(days=1), now - timedelta(days=1)],
+        "array of future dates": [now + timedelta(days=1)],
+    }
+    await collection.insert_many(
+        [{"_id": name, "due": value} for name, value in values.items()] + [{"_id": "missing"}]
+    )
+
+    async def ids(query: dict[str, Any]) -> set[str]:
+        return {document["_id"] async for document in collection.find(query)}
+
+    past = {"past", "1990", "1960", "array with a past date"}
+    assert await ids({"due": {"$lte": now}}) == past | {"now"}
+    assert await ids({"due": {"$lt": now}}) == past
+    assert await ids({"due": {"$gt": now}}) == {
+        "future",
+        "array with a past date",
+        "array of future dates",
+    }
+    assert await ids({"due": {"$gte": datetime(1980, 1, 1, tzinfo=UTC), "$lt": now}}) == {
+        "past",
+        "1990",
+        "array with a past date",
+    }
+    assert await ids({"_id": "future", "due": {"$lte": now}}) == set()
 
 
 async def test_a_unique_index_admits_one_of_concurrent_inserts(
