@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -170,6 +171,25 @@ async def test_a_date_bound_matches_as_on_mongodb(
         "array with a past date",
     }
     assert await ids({"_id": "future", "due": {"$lte": now}}) == set()
+
+
+async def test_a_list_of_ids_matches_as_on_mongodb(
+    collection: AsyncCollection[dict[str, Any]],
+) -> None:
+    # The delivery worker reads a round's deliveries with {_id: {$in: [...]}}; the local
+    # stack's FerretDB looks them up by its _id index (patches/sqlite-filter-pushdown.patch)
+    # when every id is a string or an ObjectId, and must still match as MongoDB does.
+    object_id = ObjectId()
+    await collection.insert_many([{"_id": "a"}, {"_id": "b"}, {"_id": object_id}, {"_id": 7}])
+
+    async def ids(query: dict[str, Any]) -> set[Any]:
+        return {document["_id"] async for document in collection.find(query)}
+
+    assert await ids({"_id": {"$in": ["a", object_id, "absent"]}}) == {"a", object_id}
+    assert await ids({"_id": {"$in": ["a", 7]}}) == {"a", 7}
+    assert await ids({"_id": {"$in": []}}) == set()
+    assert await ids({"_id": {"$in": ["a", "b"]}, "missing": None}) == {"a", "b"}
+    assert await ids({"_id": {"$in": ["a", "b"], "$ne": "a"}}) == {"b"}
 
 
 async def test_a_unique_index_admits_one_of_concurrent_inserts(

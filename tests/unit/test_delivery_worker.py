@@ -20,7 +20,7 @@ class FakeStore:
     def __init__(self, taken_by_others: set[str]) -> None:
         self.taken_by_others = taken_by_others
         self.claims: list[str] = []
-        self.reads: list[str] = []
+        self.reads: list[list[str]] = []  # one list per read
         self.polls = 0
         self.recorded: list[tuple[str, str | None]] = []
         self.owed: list[Any] = []  # events written to the outbox with an outcome
@@ -31,9 +31,13 @@ class FakeStore:
             return None
         return email(notification_id, leased_until=until)
 
-    async def get(self, notification_id: str) -> Any:
-        self.reads.append(notification_id)
-        return email(notification_id, leased_until=utc_now() + timedelta(minutes=1))
+    async def get_many(self, notification_ids: list[str]) -> dict[str, Any]:
+        self.reads.append(list(notification_ids))
+        until = utc_now() + timedelta(minutes=1)
+        return {
+            notification_id: email(notification_id, leased_until=until)
+            for notification_id in notification_ids
+        }
 
     async def record_attempt(self, notification_id: str, attempt: Any, **outcome: Any) -> None:
         self.recorded.append((notification_id, outcome["final_status"]))
@@ -91,7 +95,7 @@ async def run_until_recorded(worker: DeliveryWorker, store: FakeStore, count: in
         await worker.stop()
 
 
-async def test_beyond_the_held_documents_a_delivery_is_read_by_id_when_its_turn_comes(
+async def test_beyond_the_held_documents_deliveries_are_read_by_id_together_when_their_turn_comes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(delivery, "HELD_DOCUMENTS_LIMIT", 2)
@@ -101,7 +105,8 @@ async def test_beyond_the_held_documents_a_delivery_is_read_by_id_when_its_turn_
     assert handed
     worker.hand_over([email(f"n{i}", leased_until=leased_until) for i in range(5)])
     await run_until_recorded(worker, store, 5)
-    assert sorted(store.reads) == ["n2", "n3", "n4"]  # the two kept in memory needed no read
+    # One read for the round; the two kept in memory needed none.
+    assert store.reads == [["n2", "n3", "n4"]]
     assert store.claims == []  # the lease still held: no new claim
     announced = sorted(event.data.notification_id for event in broker.published)
     assert announced == [f"n{i}" for i in range(5)]

@@ -1,16 +1,20 @@
-"""The mailer keeps SMTP connections open between messages and replaces one the server closed
-(against an in-process aiosmtpd server on a loopback port)."""
+"""The mailer keeps SMTP connections open between messages and replaces one the server closed,
+and writes a message no header line can be smuggled into (against an in-process aiosmtpd
+server on a loopback port)."""
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 from collections.abc import AsyncIterator
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from hirestream.notifications.delivery import SmtpMailer
+from hirestream.notifications.delivery import DeliveryFailed, SmtpMailer
 
 
 class Recorder:
@@ -81,3 +85,40 @@ async def test_concurrent_sends_keep_no_more_connections_than_the_pool(
     assert len(mailer._idle) == 2
     await mailer.close()
     assert mailer._idle == []
+
+
+async def test_a_message_has_both_alternatives_and_its_headers(
+    smtp_server: tuple[Recorder, asyncio.Server],
+) -> None:
+    recorder, server = smtp_server
+    mailer = mailer_for(server)
+    await mailer.send("c@example.com", "Zürich: application sent", "We got it, Ada.")
+    await mailer.close()
+    message = email.message_from_bytes(_bytes(recorder.messages[0]), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    assert (message["From"], message["To"]) == ("n@example.com", "c@example.com")
+    assert message["Subject"] == "Zürich: application sent"
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None
+    assert html is not None
+    assert "We got it, Ada." in plain.get_content()
+    assert "We got it, Ada." in html.get_content()
+
+
+async def test_a_line_break_in_a_title_adds_no_header_and_in_an_address_sends_nothing(
+    smtp_server: tuple[Recorder, asyncio.Server],
+) -> None:
+    recorder, server = smtp_server
+    mailer = mailer_for(server)
+    await mailer.send("c@example.com", "Role\r\nBcc: victim@example.com", "body")
+    with pytest.raises(DeliveryFailed):
+        await mailer.send("c@example.com\r\nBcc: victim@example.com", "Role", "body")
+    await mailer.close()
+    assert len(recorder.messages) == 1
+    message = email.message_from_bytes(_bytes(recorder.messages[0]), policy=email.policy.default)
+    assert message["Bcc"] is None
+    assert message["Subject"] == "Role Bcc: victim@example.com"  # one header, unfolded
+
+
+def _bytes(content: bytes | str) -> bytes:
+    return content if isinstance(content, bytes) else content.encode()

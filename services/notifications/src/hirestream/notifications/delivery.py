@@ -4,7 +4,8 @@ A notification for email or a webhook is stored first by the event handler, alre
 this process (due when the lease ends), and handed straight to this worker: no claim is needed
 for it, since no other worker takes it before the lease ends. The worker keeps the first
 `HELD_DOCUMENTS_LIMIT` handed deliveries in memory and only the ids of the rest, whose
-documents it reads by `_id` when their turn comes; a delivery whose lease is about to end is
+documents it reads by `_id` when their turn comes (one query per round of
+`SEND_CONCURRENCY`); a delivery whose lease is about to end is
 leased again by `_id` first (a compare-and-set on the due time it was stored with). So a
 backlog costs neither memory nor a query that reads the collection. Retries, and deliveries whose
 process died, are found when due: the worker polls, claims a batch with a lease (one read,
@@ -36,7 +37,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,10 +98,11 @@ class SmtpMailer:
 
     async def send(self, to: str, title: str, body: str) -> None:
         message = self._message(to, title, body)
+        envelope_from = parseaddr(self.sender)[1]
         kept = self._idle.pop() if self._idle else None
         if kept is not None:
             try:
-                await kept.send_message(message)
+                await kept.sendmail(envelope_from, [to], message)
             except (aiosmtplib.SMTPException, OSError):
                 kept.close()  # closed by the server while idle, most likely: open a new one
             else:
@@ -113,25 +118,33 @@ class SmtpMailer:
         )
         try:
             await client.connect()  # logs in too when there are credentials
-            await client.send_message(message)
+            await client.sendmail(envelope_from, [to], message)
         except (aiosmtplib.SMTPException, OSError) as error:
             client.close()
             raise DeliveryFailed(f"smtp: {type(error).__name__}") from error
         self._keep(client)
 
-    def _message(self, to: str, title: str, body: str) -> EmailMessage:
-        message = EmailMessage()
+    def _message(self, to: str, title: str, body: str) -> bytes:
+        """The message as sent: plain text and HTML alternatives.
+
+        Built with the email package's compat32 classes (MIMEMultipart, MIMEText), which
+        take headers as given. EmailMessage parses every header through its registry, and
+        with aiosmtplib's send_message (which parses them again for the envelope) that was a
+        fifth of the service's CPU while it drained a backlog: 1.1 ms to build a message
+        against 0.2. compat32 does not refuse line breaks in a header, so: the address is
+        checked here, and the title, the one header from user input, is always written as
+        RFC 2047 encoded words, where a line break is encoded, not a new header line."""
+        if "\r" in to or "\n" in to:
+            raise DeliveryFailed("smtp: a line break in the recipient address")
+        message = MIMEMultipart("alternative")
         message["From"] = self.sender
         message["To"] = to
-        message["Subject"] = title
-        message.set_content(
-            _templates.get_template("notification.txt").render(title=title, body=body)
-        )
-        message.add_alternative(
-            _templates.get_template("notification.html").render(title=title, body=body),
-            subtype="html",
-        )
-        return message
+        message["Subject"] = Header(title, "utf-8")
+        text = _templates.get_template("notification.txt").render(title=title, body=body)
+        html = _templates.get_template("notification.html").render(title=title, body=body)
+        message.attach(MIMEText(text, "plain", "utf-8"))
+        message.attach(MIMEText(html, "html", "utf-8"))
+        return message.as_bytes()
 
     def _keep(self, client: aiosmtplib.SMTP) -> None:
         if len(self._idle) < self.pool_size:
@@ -331,21 +344,29 @@ class DeliveryWorker:
         now = utc_now()
         round_ = [self._handed.popleft() for _ in range(min(SEND_CONCURRENCY, len(self._handed)))]
         self._held_documents -= sum(handed.document is not None for handed in round_)
-        documents = await asyncio.gather(*(self._leased(handed, now) for handed in round_))
-        await self._attempt_all([document for document in documents if document], now)
-
-    async def _leased(self, handed: Handed, now: datetime) -> dict[str, Any] | None:
-        """The delivery's document with enough lease left for an attempt; None if another
-        worker took it after its lease ran out, or it is done."""
-        if handed.leased_until - now > LEASE_MARGIN:
-            # Still ours: nobody claims a delivery before its due time. Only its content may
-            # be missing, and a read by `_id` brings it (a read does not queue behind writes).
-            if handed.document is not None:
-                return handed.document
-            return await self.store.get(handed.notification_id)
-        return await self.store.claim(
-            handed.notification_id, due_at=handed.leased_until, until=now + self.policy.lease
+        # Still ours while the lease lasts: nobody claims a delivery before its due time.
+        # Only the content of those handed over as ids is missing, and one read by `_id`
+        # brings the round's (a read does not queue behind writes).
+        ours = [handed for handed in round_ if handed.leased_until - now > LEASE_MARGIN]
+        missing = [handed.notification_id for handed in ours if handed.document is None]
+        read = await self.store.get_many(missing) if missing else {}
+        documents = [
+            handed.document if handed.document is not None else read.get(handed.notification_id)
+            for handed in ours
+        ]
+        # A lease nearly over is taken again, unless another worker took it meanwhile.
+        documents += await asyncio.gather(
+            *(
+                self.store.claim(
+                    handed.notification_id,
+                    due_at=handed.leased_until,
+                    until=now + self.policy.lease,
+                )
+                for handed in round_
+                if handed.leased_until - now <= LEASE_MARGIN
+            )
         )
+        await self._attempt_all([document for document in documents if document], now)
 
     async def deliver_due(self) -> int:
         """Attempt the deliveries that are due, a batch at a time; how many were claimed."""

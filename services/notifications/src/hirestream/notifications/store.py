@@ -196,6 +196,11 @@ class NotificationStore:
     async def get(self, notification_id: Any) -> Document | None:
         return await self.collection.find_one({"_id": notification_id})
 
+    async def get_many(self, notification_ids: list[Any]) -> dict[Any, Document]:
+        """The notifications of these ids that exist, by id: one query for a batch."""
+        found = self.collection.find({"_id": {"$in": notification_ids}})
+        return {document["_id"]: document async for document in found}
+
     async def claim(
         self, notification_id: Any, *, due_at: datetime, until: datetime
     ) -> Document | None:
