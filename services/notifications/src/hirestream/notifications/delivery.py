@@ -139,7 +139,8 @@ class SmtpMailer:
         message = MIMEMultipart("alternative")
         message["From"] = self.sender
         message["To"] = to
-        message["Subject"] = Header(title, "utf-8")
+        # A Header is compat32's documented way to encode one; typeshed allows only str here.
+        message["Subject"] = Header(title, "utf-8")  # type: ignore[assignment]
         text = _templates.get_template("notification.txt").render(title=title, body=body)
         html = _templates.get_template("notification.html").render(title=title, body=body)
         message.attach(MIMEText(text, "plain", "utf-8"))
