@@ -270,6 +270,9 @@ async def main_async(args: argparse.Namespace) -> int:
         try:
             bench.memory.watch("database server", servers.pid("mongo"))
             bench.memory.watch("kafka broker", servers.pid("kafka"))
+            # The local SMTP catcher receives every email the drain sends: its CPU comes off
+            # the same two cores (in production the mail server runs elsewhere).
+            bench.memory.watch("mail catcher", servers.pid("smtp"))
             info = await machine(servers)
             sizes, notes = chosen(args, database_kind=info["database"]["kind"])
             say(f"database {info['database']}, Kafka {info['kafka']['version']}; sizes {sizes}")

@@ -145,11 +145,9 @@ class NotificationStore:
         return stored, []
 
     async def stored(self, notification_ids: list[Any]) -> list[Document]:
-        """The stored notifications among these ids. One lookup each, not one `$in` query:
-        FerretDB v1 uses the `_id` index only for an exact `_id` filter, and this runs only for
-        a redelivered event's notifications."""
-        found = [await self.collection.find_one({"_id": id_}) for id_ in notification_ids]
-        return [document for document in found if document is not None]
+        """The stored notifications among these ids (a redelivered event's), in that order."""
+        found = await self.get_many(notification_ids)
+        return [found[id_] for id_ in notification_ids if id_ in found]
 
     async def inbox(
         self, recipient: str, *, limit: int, cursor: str | None
