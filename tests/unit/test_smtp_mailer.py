@@ -122,3 +122,25 @@ async def test_a_line_break_in_a_title_adds_no_header_and_in_an_address_sends_no
 
 def _bytes(content: bytes | str) -> bytes:
     return content if isinstance(content, bytes) else content.encode()
+
+
+async def test_a_long_title_beyond_ascii_is_folded_into_short_lines_and_reads_back_whole(
+    smtp_server: tuple[Recorder, asyncio.Server],
+) -> None:
+    recorder, server = smtp_server
+    port = server.sockets[0].getsockname()[1]
+    mailer = SmtpMailer(host="127.0.0.1", port=port, sender="Hirestream Zürich <n@example.com>")
+    title = "Entwickler:in für Zürich, 日本語の求人 " * 4
+    await mailer.send("c@example.com", title, "body")
+    await mailer.close()
+    raw = _bytes(recorder.messages[0])
+    assert max(len(line) for line in raw.splitlines()) <= 78
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message.defects == []
+    assert message["Subject"] == title.strip()
+    assert message["From"] == "Hirestream Zürich <n@example.com>"
+
+
+def test_a_sender_with_a_line_break_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="line break"):
+        SmtpMailer(host="127.0.0.1", port=25, sender="n@example.com\r\nBcc: v@example.com")
