@@ -122,9 +122,13 @@ class SmtpMailer:
         """The From header's value: a non-ASCII display name as RFC 2047 encoded words."""
         return formataddr(parseaddr(self.sender), charset="utf-8")
 
+    @cached_property
+    def _envelope_from(self) -> str:
+        return parseaddr(self.sender)[1]
+
     async def send(self, to: str, title: str, body: str) -> None:
         message = self._message(to, title, body)
-        envelope_from = parseaddr(self.sender)[1]
+        envelope_from = self._envelope_from
         # An address beyond ASCII needs the server's SMTPUTF8 extension (RFC 6531).
         options = [] if (to + envelope_from).isascii() else ["SMTPUTF8"]
         kept = self._idle.pop() if self._idle else None
