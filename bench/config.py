@@ -66,20 +66,19 @@ FERRETDB = replace(
     Sizes(),
     e2e_duration_s=45.0,
     e2e_settle_s=45.0,
-    drain_events=20_000,
-    drain_max_s=120.0,
+    drain_max_s=600.0,  # 100k events took the service 202 s here (2026-11-29-18)
     search_postings=2_000,
     search_requests=15,
     search_max_s_per_mix=30.0,
 )
 FERRETDB_REASON = (
-    "FerretDB v1 (SQLite) answers a filter that is not a lone `_id` equality by reading and "
-    "decoding the whole collection, and never sorts on an index: a search takes seconds at a "
-    "few thousand postings, so on FerretDB the defaults are 2,000 postings (not 100k), a "
-    "20,000-event backlog measured "
-    "for at most 120 s (not 100k drained), and 45 s (not 60 s) of end-to-end latency at the "
-    "brief's 5 requests/s; the full sizes run on mongod, or on FerretDB when given on the "
-    "command line"
+    "FerretDB v1 (SQLite) answers most filters by reading and decoding the whole collection "
+    "(the local stack narrows `_id` lookups and date bounds in SQL), and never sorts on an "
+    "index: a search takes seconds at a "
+    "few thousand postings, so on FerretDB the defaults are 2,000 postings (not 100k), the "
+    "100,000-event backlog measured for at most 600 s (not 300 s), and 45 s (not 60 s) of "
+    "end-to-end latency at the brief's 5 requests/s; the full sizes run on mongod, or on "
+    "FerretDB when given on the command line"
 )
 
 
