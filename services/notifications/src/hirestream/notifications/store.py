@@ -191,9 +191,6 @@ class NotificationStore:
         ]
         return [document for document in claimed if document is not None]
 
-    async def get(self, notification_id: Any) -> Document | None:
-        return await self.collection.find_one({"_id": notification_id})
-
     async def get_many(self, notification_ids: list[Any]) -> dict[Any, Document]:
         """The notifications of these ids that exist, by id: one query for a batch."""
         found = self.collection.find({"_id": {"$in": notification_ids}})
