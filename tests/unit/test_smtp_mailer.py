@@ -94,8 +94,7 @@ async def test_a_message_has_both_alternatives_and_its_headers(
     mailer = mailer_for(server)
     await mailer.send("c@example.com", "Zürich: application sent", "We got it, Ada.")
     await mailer.close()
-    message = email.message_from_bytes(_bytes(recorder.messages[0]), policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
+    message = parsed(recorder.messages[0])
     assert (message["From"], message["To"]) == ("n@example.com", "c@example.com")
     assert message["Subject"] == "Zürich: application sent"
     plain, html = message.get_body(("plain",)), message.get_body(("html",))
@@ -115,13 +114,20 @@ async def test_a_line_break_in_a_title_adds_no_header_and_in_an_address_sends_no
         await mailer.send("c@example.com\r\nBcc: victim@example.com", "Role", "body")
     await mailer.close()
     assert len(recorder.messages) == 1
-    message = email.message_from_bytes(_bytes(recorder.messages[0]), policy=email.policy.default)
+    message = parsed(recorder.messages[0])
     assert message["Bcc"] is None
     assert message["Subject"] == "Role Bcc: victim@example.com"  # one header, unfolded
 
 
 def _bytes(content: bytes | str) -> bytes:
     return content if isinstance(content, bytes) else content.encode()
+
+
+def parsed(content: bytes | str) -> EmailMessage:
+    """A received message as a mail reader sees it."""
+    message = email.message_from_bytes(_bytes(content), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
 
 
 async def test_a_long_title_beyond_ascii_is_folded_into_short_lines_and_reads_back_whole(
@@ -135,7 +141,7 @@ async def test_a_long_title_beyond_ascii_is_folded_into_short_lines_and_reads_ba
     await mailer.close()
     raw = _bytes(recorder.messages[0])
     assert max(len(line) for line in raw.splitlines()) <= 78
-    message = email.message_from_bytes(raw, policy=email.policy.default)
+    message = parsed(raw)
     assert message.defects == []
     assert message["Subject"] == title.strip()
     assert message["From"] == "Hirestream Zürich <n@example.com>"
