@@ -390,7 +390,10 @@ class DeliveryWorker:
         # Still ours while the lease lasts: nobody claims a delivery before its due time.
         # Only the content of those handed over as ids is missing, and one read by `_id`
         # brings the round's (a read does not queue behind writes).
-        ours = [handed for handed in round_ if handed.leased_until - now > LEASE_MARGIN]
+        ours: list[Handed] = []
+        expiring: list[Handed] = []
+        for handed in round_:
+            (ours if handed.leased_until - now > LEASE_MARGIN else expiring).append(handed)
         missing = [handed.notification_id for handed in ours if handed.document is None]
         read = await self.store.get_many(missing) if missing else {}
         documents = [
@@ -405,8 +408,7 @@ class DeliveryWorker:
                     due_at=handed.leased_until,
                     until=now + self.policy.lease,
                 )
-                for handed in round_
-                if handed.leased_until - now <= LEASE_MARGIN
+                for handed in expiring
             )
         )
         await self._attempt_all([document for document in documents if document], now)
