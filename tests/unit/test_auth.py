@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from hirestream.shared.devtoken import mint_token
+from hirestream.shared.web import auth
 from hirestream.shared.web.auth import InvalidToken, JwtVerifier, Role
 
 SECRET = "Qm9sZC1yYW5kb20ta2V5LWZvci11bml0LXRlc3Rz-x7Pz"
@@ -77,6 +79,66 @@ async def test_employer_without_org_and_unknown_role_are_refused() -> None:
     root = jwt.encode(claims(role="root"), SECRET, algorithm="HS256")
     with pytest.raises(InvalidToken, match="role"):
         await JwtVerifier(SECRET).verify(root)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature the verifier checked, in order."""
+    checked: list[str] = []
+    decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        checked.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    return checked
+
+
+async def test_a_verified_token_is_trusted_again_until_the_cache_time(
+    signature_checks: list[str],
+) -> None:
+    clock = Clock()
+    verifier = JwtVerifier(SECRET, clock=clock)
+    token = mint_token(SECRET, role=Role.CANDIDATE, sub="u1", ttl=timedelta(hours=1))
+
+    for _ in range(3):
+        assert (await verifier.verify(token)).user_id == "u1"
+    assert signature_checks == [token]
+
+    clock.now += auth.VERIFIED_TOKEN_CACHE_S + 1
+    await verifier.verify(token)
+    assert signature_checks == [token, token]
+
+
+async def test_a_cached_token_is_checked_again_once_it_expires(
+    signature_checks: list[str],
+) -> None:
+    clock = Clock()
+    verifier = JwtVerifier(SECRET, clock=clock)
+    token = mint_token(SECRET, role=Role.CANDIDATE, sub="u1", ttl=timedelta(seconds=10))
+    await verifier.verify(token)
+
+    clock.now += 11  # past its expiry, well within the cache time
+    await verifier.verify(token)  # checked again (still inside the clock-skew leeway)
+    assert signature_checks == [token, token]
+
+
+async def test_refused_tokens_are_not_cached(signature_checks: list[str]) -> None:
+    verifier = JwtVerifier(SECRET)
+    forged = mint_token("t" * 40, role=Role.ADMIN, sub="u1")
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            await verifier.verify(forged)
+    assert signature_checks == [forged, forged]
 
 
 async def test_missing_exp_is_refused() -> None:

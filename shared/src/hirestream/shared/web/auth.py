@@ -13,11 +13,14 @@ Ownership (the `org` claim, the `sub`) is checked by each route against what it 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
 import jwt
+from cachetools import TLRUCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -56,6 +59,12 @@ KEY_SET_CACHE_S = 300
 # After a fetch, an unknown key id waits this long before it may force another one: tokens
 # with made-up key ids must not turn us into a flood against the identity provider.
 KEY_SET_REFRESH_COOLDOWN_S = 30.0
+# A token that verified is trusted again without checking its signature for this long at most,
+# and never past its expiry. Clients send one token with many requests, and the check was a
+# tenth of a request's CPU (bench/README.md). The price: a signing key withdrawn from the key
+# set still admits the tokens it signed for up to this long.
+VERIFIED_TOKEN_CACHE_S = 60.0
+VERIFIED_TOKEN_CACHE_SIZE = 10_000
 
 
 class JwtVerifier:
@@ -69,6 +78,7 @@ class JwtVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         refresh_cooldown_s: float = KEY_SET_REFRESH_COOLDOWN_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._secret = secret
         # PyJWKClient caches the key set and refetches once for an unknown key id.
@@ -85,8 +95,23 @@ class JwtVerifier:
         )
         self._issuer = issuer
         self._audience = audience
+        # Only tokens that verified are kept, so made-up tokens cannot fill it. Each entry
+        # holds the principal and the token's expiry; it lives until the earlier of that
+        # expiry and VERIFIED_TOKEN_CACHE_S from now.
+        self._verified: TLRUCache[str, tuple[Principal, float]] = TLRUCache(
+            maxsize=VERIFIED_TOKEN_CACHE_SIZE,
+            ttu=lambda _token, entry, now: min(entry[1], now + VERIFIED_TOKEN_CACHE_S),
+            timer=clock,
+        )
 
     async def verify(self, token: str) -> Principal:
+        if (known := self._verified.get(token)) is not None:
+            return known[0]
+        principal, expires_at = await self._verify_signed(token)
+        self._verified[token] = (principal, expires_at)
+        return principal
+
+    async def _verify_signed(self, token: str) -> tuple[Principal, float]:
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
             if algorithm in SHARED_SECRET_ALGORITHMS and self._secret:
@@ -113,7 +138,7 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(str(error)) from error
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
