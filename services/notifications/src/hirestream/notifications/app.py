@@ -18,6 +18,7 @@ from hirestream.notifications.delivery import (
     RetryPolicy,
     SmtpMailer,
     WebhookSender,
+    webhook_transport,
 )
 from hirestream.notifications.store import (
     ALERTS,
@@ -79,7 +80,12 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     webhooks = WebhookStore(db[WEBHOOKS])
     # Sends the `notification.delivered` events a delivery could not publish as it ended.
     runtime.outbox_relay(notifications.collection)
-    http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
+    http = httpx.AsyncClient(
+        transport=webhook_transport(allow_private=settings.webhook_allow_private),
+        timeout=settings.webhook_timeout_s,
+        follow_redirects=False,
+        trust_env=False,
+    )
 
     mailer = SmtpMailer(
         host=settings.smtp_host,
