@@ -2,8 +2,9 @@
 bare FastAPI endpoint doing one `insert_one` (bench/baseline_app.py), same load tool, same
 requests, same concurrency, same database server.
 
-Every request is a distinct candidate applying to one of a few postings (the duplicate guard
-would answer 409 otherwise), with an Idempotency-Key as a careful client sends.
+Each candidate applies once to each of a few postings (the duplicate guard would answer 409 to
+a second try), with an Idempotency-Key as a careful client sends: a token comes with as many
+requests in a row as there are postings.
 """
 
 from __future__ import annotations
