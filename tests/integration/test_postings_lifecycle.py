@@ -378,6 +378,56 @@ async def test_an_invalid_filter_is_422_naming_it(
     assert problem_fields(await search(postings, org=org, **{name: value})) == {name}
 
 
+# --- create with an Idempotency-Key --------------------------------------------------------
+
+
+async def test_a_retry_with_the_same_idempotency_key_replays_the_first_posting(
+    postings: httpx.AsyncClient, servers: Servers, org: str
+) -> None:
+    headers = {**bearer("employer", sub=f"recruiter-{org}", org=org), "Idempotency-Key": "p-1"}
+    first = await postings.post("/postings", json=posting_body(), headers=headers)
+    assert first.status_code == 201, first.text
+
+    retries = await asyncio.gather(
+        *(postings.post("/postings", json=posting_body(), headers=headers) for _ in range(5))
+    )
+
+    for retry in retries:
+        assert retry.status_code == 201, retry.text
+        assert retry.content == first.content
+        assert retry.headers["location"] == first.headers["location"]
+        assert retry.headers["etag"] == first.headers["etag"]
+        assert retry.headers["idempotent-replayed"] == "true"
+    posting_id = first.json()["posting_id"]
+    records = await settled_events(servers, ["posting.created"], posting_id, expected=1)
+    assert len(records) == 1
+    assert item_ids(await search(postings, org=org)) == [posting_id]
+
+
+async def test_an_idempotency_key_reused_for_another_posting_is_422(
+    postings: httpx.AsyncClient, org: str
+) -> None:
+    headers = {**bearer("employer", sub=f"recruiter-{org}", org=org), "Idempotency-Key": "p-2"}
+    first = await postings.post("/postings", json=posting_body(), headers=headers)
+    assert first.status_code == 201, first.text
+
+    other = await postings.post("/postings", json=posting_body(title="Tester"), headers=headers)
+
+    assert "Idempotency-Key" in assert_problem(other, 422)["detail"]
+    assert item_ids(await search(postings, org=org)) == [first.json()["posting_id"]]
+
+
+async def test_idempotency_keys_are_per_employer(postings: httpx.AsyncClient, org: str) -> None:
+    created = set()
+    for recruiter in ("ana", "ben"):
+        headers = {**bearer("employer", sub=f"{recruiter}-{org}", org=org), "Idempotency-Key": "k"}
+        response = await postings.post("/postings", json=posting_body(), headers=headers)
+        assert response.status_code == 201, response.text
+        assert "idempotent-replayed" not in response.headers
+        created.add(response.json()["posting_id"])
+    assert len(created) == 2
+
+
 # --- change (PATCH) -----------------------------------------------------------------------
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hirestream.applications.domain import (
@@ -38,19 +36,15 @@ from hirestream.shared.events.types import UtcDateTime, utc_now
 from hirestream.shared.messaging.outbox import OutboxRelay
 from hirestream.shared.storage.mongo import Document
 from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
+from hirestream.shared.web.idempotency import (
+    IdempotencyKey,
+    first_response,
+    replay,
+    request_hash,
+)
 from hirestream.shared.web.problems import Problem
 
 Candidate = Annotated[Principal, require_role(Role.CANDIDATE)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Retrying with the same key returns the first response",
-    ),
-]
 # How often a status change retries when a concurrent change moved the version under it.
 MOVE_ATTEMPTS = 3
 
@@ -78,27 +72,8 @@ class StatusRequest(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-def request_fingerprint(posting_id: str, form: ApplicationForm) -> str:
-    canonical = json.dumps(
-        {"posting_id": posting_id, "form": form.model_dump(mode="json")}, sort_keys=True
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def replay(document: Document, fingerprint: str) -> Response:
-    """The first response to a request, again; or 422 if the key now names another request."""
-    first = document["idempotency"]
-    if first["request_hash"] != fingerprint:
-        raise Problem(422, "this Idempotency-Key was used for a different request")
-    body = first["body"]
-    if not isinstance(body, bytes):  # stored before the bytes were kept: render it again
-        body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(
-        body,
-        status_code=first["status"],
-        media_type="application/json",
-        headers={"Location": f"/applications/{document['_id']}", "Idempotent-Replayed": "true"},
-    )
+def hashed_request(posting_id: str, form: ApplicationForm) -> str:
+    return request_hash({"posting_id": posting_id, "form": form.model_dump(mode="json")})
 
 
 def visible_to(application: Application, caller: Principal) -> bool:
@@ -135,7 +110,7 @@ def applications_router(
         request: Request,
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
-        fingerprint = request_fingerprint(posting_id, form)
+        fingerprint = hashed_request(posting_id, form)
 
         async def replay_of_earlier_request() -> Response | None:
             """The response to an earlier request with this Idempotency-Key, if any. Looked
@@ -148,7 +123,7 @@ def applications_router(
                 return None
             if prior.get("idempotency") is None:  # anonymised since: no response to replay
                 raise Problem(422, "this Idempotency-Key was used before")
-            return replay(prior, fingerprint)
+            return replay(prior["idempotency"], fingerprint)
 
         posting = await postings.get(posting_id)
         if posting is None:
@@ -173,8 +148,9 @@ def applications_router(
         # The response's bytes, rendered once: a replay returns exactly these, and one
         # binary value is cheaper to store and read back than the application's fields again.
         body = application.__pydantic_serializer__.to_json(application)
+        headers = {"Location": f"/applications/{application.application_id}"}
         idempotency = (
-            {"key": idempotency_key, "request_hash": fingerprint, "status": 201, "body": body}
+            first_response(idempotency_key, fingerprint, status=201, headers=headers, body=body)
             if idempotency_key
             else None
         )
@@ -192,12 +168,7 @@ def applications_router(
                 application_id=str(existing["_id"]),
             ) from error
         relay.notify(store.document_id(application.application_id), written=outbox)
-        return Response(
-            body,
-            status_code=201,
-            media_type="application/json",
-            headers={"Location": f"/applications/{application.application_id}"},
-        )
+        return Response(body, status_code=201, media_type="application/json", headers=headers)
 
     @router.get(
         "/applications/{application_id}",

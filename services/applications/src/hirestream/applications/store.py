@@ -13,7 +13,6 @@ Indexes of `applications` and what each serves:
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +36,7 @@ from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
 from hirestream.shared.storage.group_commit import GroupCommit, Write, bulk_writer
 from hirestream.shared.storage.mongo import CollectionIndexes, Document, object_id_or_none
 from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
+from hirestream.shared.web.idempotency import derived_id
 
 APPLICATIONS = "applications"
 POSTINGS_VIEW = "postings_view"
@@ -105,14 +105,12 @@ class ApplicationStore:
 
     @staticmethod
     def new_id(candidate_id: str, idempotency_key: str | None) -> str:
-        """A new application's id. With an Idempotency-Key it is derived from the candidate
-        and the key, so a retry finds the first response by `_id`: one index lookup on
-        MongoDB (a secondary index would do as well there), and the only lookup FerretDB v1
-        does not answer with a full scan (bench/README.md). Ids stay opaque 24-hex strings."""
+        """A new application's id: with an Idempotency-Key, derived from the candidate and the
+        key, so a retry finds the first response by `_id` (shared/web/idempotency.py). Ids
+        stay opaque 24-hex strings."""
         if idempotency_key is None:
             return str(ObjectId())
-        digest = hashlib.sha256(f"{candidate_id}\x00{idempotency_key}".encode()).digest()
-        return str(ObjectId(digest[:12]))
+        return str(derived_id(candidate_id, idempotency_key))
 
     @staticmethod
     def document_id(application_id: str) -> ObjectId:

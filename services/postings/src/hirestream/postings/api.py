@@ -14,7 +14,7 @@ from hirestream.postings.domain import (
     PostingIsClosed,
     PostingSearch,
 )
-from hirestream.postings.store import PostingStore
+from hirestream.postings.store import PostingExists, PostingStore
 from hirestream.shared.events.postings import (
     POSTING_CLOSED,
     POSTING_CREATED,
@@ -28,6 +28,12 @@ from hirestream.shared.events.postings import (
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.outbox import OutboxRelay
 from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
+from hirestream.shared.web.idempotency import (
+    IdempotencyKey,
+    first_response,
+    replay,
+    request_hash,
+)
 from hirestream.shared.web.problems import Problem
 
 Employer = Annotated[Principal, require_role(Role.EMPLOYER)]
@@ -44,7 +50,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "no posting with this id",
         409: "the posting is closed",
         412: "If-Match names an older version",
-        422: "invalid fields, named in `errors`",
+        422: "invalid fields, named in `errors`, or an Idempotency-Key reused for another request",
         428: "If-Match is required",
     }
     return {code: {"description": described[code]} for code in codes}
@@ -85,22 +91,42 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
         status_code=status.HTTP_201_CREATED,
         summary="Publish a posting (employer); posting.created follows",
         responses=_responses(401, 403, 422),
+        response_model=Posting,
     )
     async def create_posting(
-        draft: PostingDraft, employer: Employer, request: Request, response: Response
-    ) -> Posting:
+        draft: PostingDraft,
+        employer: Employer,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response:
         assert employer.org is not None  # guaranteed for employers by the token check
+        fingerprint = request_hash({"org": employer.org, "draft": draft.model_dump(mode="json")})
         posting, created = Posting.publish(
-            draft, posting_id=store.new_id(), org=employer.org, now=utc_now()
+            draft,
+            posting_id=store.new_id(employer.user_id, idempotency_key),
+            org=employer.org,
+            now=utc_now(),
         )
         event = POSTING_CREATED.new(
             created, source=source, correlation_id=request.state.correlation_id
         )
-        outbox = await store.insert(posting, [event])
+        body = posting.__pydantic_serializer__.to_json(posting)
+        headers = {"Location": f"/postings/{posting.posting_id}", "ETag": etag(posting)}
+        idempotency = (
+            first_response(idempotency_key, fingerprint, status=201, headers=headers, body=body)
+            if idempotency_key
+            else None
+        )
+        try:
+            outbox = await store.insert(posting, [event], idempotency=idempotency)
+        except PostingExists:
+            assert idempotency_key is not None  # only a key's derived id can be taken
+            first = await store.first_response(employer.user_id, idempotency_key)
+            if first is None:  # no record beside the id: nothing to replay, nothing created
+                raise Problem(409, "this Idempotency-Key was used before") from None
+            return replay(first, fingerprint)
         relay.notify(store.document_id(posting.posting_id), written=outbox)
-        response.headers["Location"] = f"/postings/{posting.posting_id}"
-        response.headers["ETag"] = etag(posting)
-        return posting
+        return Response(body, status_code=201, media_type="application/json", headers=headers)
 
     @router.get(
         "",

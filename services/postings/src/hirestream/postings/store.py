@@ -25,6 +25,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from hirestream.postings.domain import Posting, PostingSearch, search_tokens
 from hirestream.shared.events.envelope import CloudEvent
@@ -36,6 +37,7 @@ from hirestream.shared.messaging.outbox import (
 )
 from hirestream.shared.storage.mongo import CollectionIndexes, Document, object_id_or_none
 from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
+from hirestream.shared.web.idempotency import derived_id
 
 COLLECTION = "postings"
 NEWEST = newest_first("created_at")
@@ -59,7 +61,19 @@ INDEXES = [
 ]
 
 # Fields that are the store's own business and never leave it.
-_INTERNAL = ("_id", "outbox", "outbox_due_at", "outbox_claim", "search_tokens", "city_key")
+_INTERNAL = (
+    "_id",
+    "outbox",
+    "outbox_due_at",
+    "outbox_claim",
+    "search_tokens",
+    "city_key",
+    "idempotency",
+)
+
+
+class PostingExists(Exception):
+    """A posting with this id is stored already: a retry of a request with an Idempotency-Key."""
 
 
 def _stored_fields(posting: Posting) -> Document:
@@ -76,25 +90,47 @@ class PostingStore:
         self.collection = collection
 
     @staticmethod
-    def new_id() -> str:
-        return str(ObjectId())
+    def new_id(employer_id: str, idempotency_key: str | None) -> str:
+        """A new posting's id: with an Idempotency-Key, derived from the employer and the key,
+        so a retry finds the first response by `_id` (shared/web/idempotency.py)."""
+        if idempotency_key is None:
+            return str(ObjectId())
+        return str(derived_id(employer_id, idempotency_key))
 
     @staticmethod
     def document_id(posting_id: str) -> ObjectId:
         """The `_id` of the document an id names (what the outbox relay is told)."""
         return ObjectId(posting_id)
 
-    async def insert(self, posting: Posting, events: list[CloudEvent[Any]]) -> list[Document]:
-        """Store a new posting and its events in one single-document write (the outbox);
-        returns the outbox, for the relay."""
+    async def insert(
+        self,
+        posting: Posting,
+        events: list[CloudEvent[Any]],
+        *,
+        idempotency: Document | None = None,
+    ) -> list[Document]:
+        """Store a new posting, its events and (when the request carried an Idempotency-Key)
+        the first response, in one single-document write (the outbox); returns the outbox,
+        for the relay. PostingExists if its id is taken (a retry with the same key)."""
         document = {
             "_id": ObjectId(posting.posting_id),
             **_stored_fields(posting),
             **new_outbox_fields(events),
+            "idempotency": idempotency,
         }
-        await self.collection.insert_one(document)
+        try:
+            await self.collection.insert_one(document)
+        except DuplicateKeyError as error:
+            raise PostingExists(posting.posting_id) from error
         outbox: list[Document] = document[OUTBOX]
         return outbox
+
+    async def first_response(self, employer_id: str, idempotency_key: str) -> Document | None:
+        """The first response to this employer's request with this key, if one is stored."""
+        document = await self.collection.find_one(
+            {"_id": derived_id(employer_id, idempotency_key)}, projection={"idempotency": 1}
+        )
+        return document.get("idempotency") if document else None
 
     async def replace_version(
         self, posting: Posting, *, expected_version: int, events: list[CloudEvent[Any]]
@@ -123,7 +159,9 @@ class PostingStore:
         if cursor:
             query.update(after_cursor("created_at", cursor))
         documents = (
-            await self.collection.find(query, projection={"outbox": 0, "search_tokens": 0})
+            await self.collection.find(
+                query, projection={"outbox": 0, "search_tokens": 0, "idempotency": 0}
+            )
             .sort(NEWEST)
             .limit(limit + 1)
             .to_list()
