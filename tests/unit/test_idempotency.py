@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from hirestream.shared.web.idempotency import derived_id, first_response, replay, request_hash
+from hirestream.shared.web.idempotency import (
+    derived_id,
+    first_response,
+    new_id,
+    replay,
+    request_hash,
+)
 from hirestream.shared.web.problems import Problem
 
 FIRST_BODY = (
@@ -18,6 +24,7 @@ LOCATION = {"Location": "/applications/65f0c0ffee0000000000abcd"}
 
 def test_the_stored_bytes_and_headers_come_back_marked_as_replayed() -> None:
     record = first_response("k1", "h1", status=201, headers=LOCATION, body=FIRST_BODY)
+    assert record is not None
 
     response = replay(record, "h1")
 
@@ -36,16 +43,23 @@ def test_a_body_stored_as_fields_is_rendered_as_the_services_render_it() -> None
 
 def test_another_request_under_the_same_key_is_refused() -> None:
     record = first_response("k1", "h1", status=201, headers=LOCATION, body=FIRST_BODY)
+    assert record is not None
     with pytest.raises(Problem) as refused:
         replay(record, "another request")
     assert refused.value.status == 422
 
 
 def test_ids_are_derived_per_caller_and_key() -> None:
-    first = derived_id("caller-1", "key-1")
-    assert derived_id("caller-1", "key-1") == first
-    assert derived_id("caller-2", "key-1") != first
-    assert derived_id("caller-1", "key-2") != first
+    first = new_id("caller-1", "key-1")
+    assert new_id("caller-1", "key-1") == first  # a retry finds the first by _id
+    assert str(derived_id("caller-1", "key-1")) == first
+    assert new_id("caller-2", "key-1") != first  # keys are per caller
+    assert new_id("caller-1", "key-2") != first
+    assert new_id("caller-1", None) != new_id("caller-1", None)  # without a key: fresh ids
+
+
+def test_no_record_without_a_key() -> None:
+    assert first_response(None, "h1", status=201, headers={}, body=b"{}") is None
 
 
 def test_the_request_hash_ignores_key_order_only() -> None:

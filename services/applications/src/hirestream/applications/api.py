@@ -39,6 +39,7 @@ from hirestream.shared.web.auth import Authenticated, Principal, Role, require_r
 from hirestream.shared.web.idempotency import (
     IdempotencyKey,
     first_response,
+    new_id,
     replay,
     request_hash,
 )
@@ -133,7 +134,7 @@ def applications_router(
         try:
             application, submitted = Application.submit(
                 form,
-                application_id=store.new_id(candidate.user_id, idempotency_key),
+                application_id=new_id(candidate.user_id, idempotency_key),
                 candidate_id=candidate.user_id,
                 posting=posting,
                 now=utc_now(),
@@ -149,10 +150,8 @@ def applications_router(
         # binary value is cheaper to store and read back than the application's fields again.
         body = application.__pydantic_serializer__.to_json(application)
         headers = {"Location": f"/applications/{application.application_id}"}
-        idempotency = (
-            first_response(idempotency_key, fingerprint, status=201, headers=headers, body=body)
-            if idempotency_key
-            else None
+        idempotency = first_response(
+            idempotency_key, fingerprint, status=201, headers=headers, body=body
         )
         try:
             outbox = await store.insert(application, [event], idempotency=idempotency)

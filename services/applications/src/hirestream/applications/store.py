@@ -5,7 +5,8 @@ Indexes of `applications` and what each serves:
 - `one_per_candidate_and_posting` (candidate.candidate_id, posting_id), unique: the duplicate
   guard. Concurrent identical applications race on it, and exactly one insert wins;
 - `candidate_newest` (candidate.candidate_id, submitted_at, _id): a candidate's list (an
-  Idempotency-Key needs no index: it determines the application's `_id`, see `new_id`);
+  Idempotency-Key needs no index: it determines the application's `_id`,
+  shared/web/idempotency.py);
 - `org_newest` (org, posting_id, status, submitted_at): an employer's lists and filters;
 - `newest` (submitted_at, _id): an admin's list;
 - `outbox_due`: the outbox sweep.
@@ -104,15 +105,6 @@ class ApplicationStore:
         self._inserts: GroupCommit[Write, None] = GroupCommit(bulk_writer(collection))
 
     @staticmethod
-    def new_id(candidate_id: str, idempotency_key: str | None) -> str:
-        """A new application's id: with an Idempotency-Key, derived from the candidate and the
-        key, so a retry finds the first response by `_id` (shared/web/idempotency.py). Ids
-        stay opaque 24-hex strings."""
-        if idempotency_key is None:
-            return str(ObjectId())
-        return str(derived_id(candidate_id, idempotency_key))
-
-    @staticmethod
     def document_id(application_id: str) -> ObjectId:
         """The `_id` of the document an id names (what the outbox relay is told)."""
         return ObjectId(application_id)
@@ -157,9 +149,7 @@ class ApplicationStore:
     async def find_by_idempotency_key(self, candidate_id: str, key: str) -> Document | None:
         """The application an earlier request with this key created, if any (its
         `idempotency` is None once the application was anonymised)."""
-        return await self.collection.find_one(
-            {"_id": self.document_id(self.new_id(candidate_id, key))}
-        )
+        return await self.collection.find_one({"_id": derived_id(candidate_id, key)})
 
     async def replace_version(
         self, application: Application, *, expected_version: int, events: list[CloudEvent[Any]]

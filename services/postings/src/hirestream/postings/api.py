@@ -31,6 +31,7 @@ from hirestream.shared.web.auth import Authenticated, Principal, Role, require_r
 from hirestream.shared.web.idempotency import (
     IdempotencyKey,
     first_response,
+    new_id,
     replay,
     request_hash,
 )
@@ -103,7 +104,7 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
         fingerprint = request_hash({"org": employer.org, "draft": draft.model_dump(mode="json")})
         posting, created = Posting.publish(
             draft,
-            posting_id=store.new_id(employer.user_id, idempotency_key),
+            posting_id=new_id(employer.user_id, idempotency_key),
             org=employer.org,
             now=utc_now(),
         )
@@ -112,10 +113,8 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
         )
         body = posting.__pydantic_serializer__.to_json(posting)
         headers = {"Location": f"/postings/{posting.posting_id}", "ETag": etag(posting)}
-        idempotency = (
-            first_response(idempotency_key, fingerprint, status=201, headers=headers, body=body)
-            if idempotency_key
-            else None
+        idempotency = first_response(
+            idempotency_key, fingerprint, status=201, headers=headers, body=body
         )
         try:
             outbox = await store.insert(posting, [event], idempotency=idempotency)

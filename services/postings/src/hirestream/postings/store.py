@@ -90,14 +90,6 @@ class PostingStore:
         self.collection = collection
 
     @staticmethod
-    def new_id(employer_id: str, idempotency_key: str | None) -> str:
-        """A new posting's id: with an Idempotency-Key, derived from the employer and the key,
-        so a retry finds the first response by `_id` (shared/web/idempotency.py)."""
-        if idempotency_key is None:
-            return str(ObjectId())
-        return str(derived_id(employer_id, idempotency_key))
-
-    @staticmethod
     def document_id(posting_id: str) -> ObjectId:
         """The `_id` of the document an id names (what the outbox relay is told)."""
         return ObjectId(posting_id)

@@ -40,6 +40,12 @@ def derived_id(caller: str, key: str) -> ObjectId:
     return ObjectId(hashlib.sha256(f"{caller}\x00{key}".encode()).digest()[:12])
 
 
+def new_id(caller: str, key: str | None) -> str:
+    """The id of a new document, as a 24-hex string: derived from the caller and the key when
+    the request has one, so a retry finds the first response by `_id`; fresh otherwise."""
+    return str(ObjectId() if key is None else derived_id(caller, key))
+
+
 def request_hash(request: Any) -> str:
     """A hash of what the request asks for (JSON-able, key order ignored)."""
     canonical = json.dumps(request, sort_keys=True, default=str)
@@ -47,9 +53,11 @@ def request_hash(request: Any) -> str:
 
 
 def first_response(
-    key: str, hashed_request: str, *, status: int, headers: dict[str, str], body: bytes
-) -> Document:
-    """The record to store in the created document."""
+    key: str | None, hashed_request: str, *, status: int, headers: dict[str, str], body: bytes
+) -> Document | None:
+    """The record to store in the created document; None when the request had no key."""
+    if key is None:
+        return None
     return {
         "key": key,
         "request_hash": hashed_request,
