@@ -120,7 +120,7 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
             outbox = await store.insert(posting, [event], idempotency=idempotency)
         except PostingExists:
             assert idempotency_key is not None  # only a key's derived id can be taken
-            first = await store.first_response(employer.user_id, idempotency_key)
+            first = await store.response_for_key(employer.user_id, idempotency_key)
             if first is None:  # no record beside the id: nothing to replay, nothing created
                 raise Problem(409, "this Idempotency-Key was used before") from None
             return replay(first, fingerprint)

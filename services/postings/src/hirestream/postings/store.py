@@ -117,7 +117,7 @@ class PostingStore:
         outbox: list[Document] = document[OUTBOX]
         return outbox
 
-    async def first_response(self, employer_id: str, idempotency_key: str) -> Document | None:
+    async def response_for_key(self, employer_id: str, idempotency_key: str) -> Document | None:
         """The first response to this employer's request with this key, if one is stored."""
         document = await self.collection.find_one(
             {"_id": derived_id(employer_id, idempotency_key)}, projection={"idempotency": 1}
