@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import drain, e2e, kafka_ceiling, post, search
+from bench import drain, e2e, floor, kafka_ceiling, post, search
 from bench.config import BENCHMARKS, Sizes, add_arguments, chosen
 from bench.data import SEARCH_MIXES
 from bench.environment import BENCH_STATE, Bench, bench_stack, create_postings, machine
@@ -32,6 +32,8 @@ from hirestream.notifications.store import NOTIFICATIONS
 from hirestream.postings.store import COLLECTION as POSTINGS
 from hirestream.shared.events.applications import APPLICATION_STATUS_CHANGED, APPLICATION_SUBMITTED
 from hirestream.shared.events.postings import POSTING_CREATED
+from hirestream.shared.logging import configure_logging
+from hirestream.shared.settings import LogFormat
 
 MEMORY_GOAL_MIB = 150.0
 SERVICES = ("postings", "applications", "notifications")
@@ -90,6 +92,10 @@ async def post_and_e2e(bench: Bench, sizes: Sizes, selected: set[str]) -> list[R
             )
             say(_line(results[-1]))
             bench.stop(applications)
+            bench.memory.phase = "post: floor"
+            writes = await floor.post_writes(bench, requests=sizes.floor_units)
+            baseline_cpu = results[-1].details["baseline"]["machine_cpu_ms_per_ok_request"]
+            add_ceiling(results[-1], baseline_cpu, writes)
         if "e2e" in selected:
             bench.memory.phase = "e2e setup"
             await skip_notifications_backlog(bench)
@@ -116,6 +122,17 @@ async def post_and_e2e(bench: Bench, sizes: Sizes, selected: set[str]) -> list[R
     finally:
         bench.stop(postings)
     return results
+
+
+def add_ceiling(
+    result: Result, baseline_cpu_ms_per_unit: float | None, writes: dict[str, Any]
+) -> None:
+    """The best ratio the guarantees' database work leaves on this machine (bench/floor.py)."""
+    result.details["ceiling"] = floor.ceiling(baseline_cpu_ms_per_unit, writes)
+    say(
+        f"{result.name}: the guarantees' database work alone leaves a ratio of at most "
+        f"{result.details['ceiling']['best_ratio']} (goal {result.goal})"
+    )
 
 
 def memory_result(bench: Bench, phases: list[str]) -> Result:
@@ -285,6 +302,10 @@ async def main_async(args: argparse.Namespace) -> int:
                     await drain.run(bench, events=sizes.drain_events, max_s=sizes.drain_max_s)
                 )
                 say(_line(results[-1]))
+                bench.memory.phase = "drain: floor"
+                writes = await floor.drain_writes(bench, events=sizes.floor_units)
+                baseline_cpu = results[-1].details["baseline"]["machine_cpu_ms_per_event"]
+                add_ceiling(results[-1], baseline_cpu, writes)
             if "kafka" in selected:
                 bench.memory.phase = "kafka"
                 say(f"kafka: ProducerPerformance and aiokafka, {sizes.kafka_records} records")
@@ -367,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
+    # The floor measurement runs the services' store and relay code in this process: only
+    # their warnings are of interest here.
+    configure_logging("bench", level="WARNING", fmt=LogFormat.CONSOLE)
     return asyncio.run(main_async(args))
 
 

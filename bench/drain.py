@@ -31,7 +31,7 @@ from pymongo.errors import BulkWriteError
 from bench.data import application_submitted_event
 from bench.environment import Bench
 from bench.kafka import committed, end_offsets, ensure_topics, produce_all, skip_to_end
-from bench.processes import cpu_seconds
+from bench.processes import cpu_seconds, machine_cpu_seconds
 from bench.stats import Result
 from hirestream.notifications.consumers import GROUP_ID
 from hirestream.notifications.domain import notification_id, plan_application_submitted
@@ -111,6 +111,7 @@ async def raw_drain(bench: Bench, events: int, max_s: float) -> dict[str, Any]:
     cpu_before = time.process_time()
     await consumer.start()
     first_batch_at: float | None = None
+    machine_cpu_at_first = 0.0
     try:
         while consumed < events and time.perf_counter() - started < max_s:
             batches = await consumer.getmany(timeout_ms=500, max_records=1000)
@@ -118,6 +119,7 @@ async def raw_drain(bench: Bench, events: int, max_s: float) -> dict[str, Any]:
                 # The clock starts at the first records, as the service's starts once it is
                 # ready: neither side is timed joining its consumer group.
                 first_batch_at = time.perf_counter()
+                machine_cpu_at_first = machine_cpu_seconds()
             documents: list[dict[str, Any]] = []
             for records in batches.values():
                 for record in records:
@@ -134,12 +136,15 @@ async def raw_drain(bench: Bench, events: int, max_s: float) -> dict[str, Any]:
         await consumer.stop()
         await client.close()
     seconds = time.perf_counter() - (first_batch_at or started)
+    machine_cpu_s = machine_cpu_seconds() - machine_cpu_at_first
     return {
         "consumed": consumed,
         "inserted": inserted,
         "seconds": round(seconds, 2),
         "events_per_s": round(consumed / seconds, 1),
         "client_cpu_s": round(time.process_time() - cpu_before, 2),
+        "machine_cpu_s": round(machine_cpu_s, 2),
+        "machine_cpu_ms_per_event": round(machine_cpu_s * 1000 / consumed, 3) if consumed else None,
         "capped": consumed < events,
     }
 
@@ -155,6 +160,7 @@ async def service_drain(bench: Bench, events: int, max_s: float) -> dict[str, An
     ready = time.perf_counter()
     pid = process.pid
     cpu_at_ready = cpu_seconds(pid)
+    machine_cpu_at_ready = machine_cpu_seconds()
     progress: list[tuple[float, int]] = []
     done = 0
     done_at_ready: int | None = None
@@ -170,6 +176,7 @@ async def service_drain(bench: Bench, events: int, max_s: float) -> dict[str, An
         await asyncio.sleep(1.0)
     seconds = time.perf_counter() - ready
     cpu = cpu_seconds(pid) - cpu_at_ready
+    machine_cpu_s = machine_cpu_seconds() - machine_cpu_at_ready
     client = bench.mongo()
     try:
         stored = await client[database][NOTIFICATIONS].estimated_document_count()
@@ -187,6 +194,12 @@ async def service_drain(bench: Bench, events: int, max_s: float) -> dict[str, An
         "events_per_s": round((done - (done_at_ready or 0)) / seconds, 1) if seconds else None,
         "startup_s": round(ready - launched, 2),
         "server_cpu_s": round(cpu, 2),
+        "machine_cpu_s": round(machine_cpu_s, 2),
+        "machine_cpu_ms_per_event": (
+            round(machine_cpu_s * 1000 / (done - (done_at_ready or 0)), 3)
+            if done > (done_at_ready or 0)
+            else None
+        ),
         "notifications_stored": stored,
         "capped": done < total,
         "progress": _thin(progress, 40),

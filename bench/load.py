@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.processes import cpu_seconds
+from bench.processes import cpu_seconds, machine_cpu_seconds
 from bench.stats import Latencies
 
 
@@ -43,6 +43,7 @@ class LoadReport:
     latencies: Latencies = field(default_factory=Latencies)
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
+    machine_cpu_s: float = 0.0  # every process: client, server, database, broker
 
     @property
     def throughput(self) -> float:
@@ -61,6 +62,10 @@ class LoadReport:
             "server_cpu_s": round(self.server_cpu_s, 2),
             "server_cpu_ms_per_ok_request": (
                 round(self.server_cpu_s * 1000 / self.ok, 3) if self.ok else None
+            ),
+            "machine_cpu_s": round(self.machine_cpu_s, 2),
+            "machine_cpu_ms_per_ok_request": (
+                round(self.machine_cpu_s * 1000 / self.ok, 3) if self.ok else None
             ),
         }
 
@@ -119,8 +124,10 @@ async def closed_loop(
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
         marks["client"] = time.process_time()
         marks["server"] = cpu_seconds(server_pid) if server_pid else 0.0
+        marks["machine"] = machine_cpu_seconds()
         await asyncio.sleep(max(0.0, measure_to - time.perf_counter()))
         report.client_cpu_s = time.process_time() - marks["client"]
+        report.machine_cpu_s = machine_cpu_seconds() - marks["machine"]
         if server_pid:
             report.server_cpu_s = cpu_seconds(server_pid) - marks["server"]
 

@@ -119,6 +119,13 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time the machine's cores have spent busy so far, whatever process ran."""
+    times = psutil.cpu_times()
+    busy = ("user", "nice", "system", "irq", "softirq", "steal")
+    return float(sum(getattr(times, name, 0.0) for name in busy))
+
+
 def log_dir(root: Path) -> Path:
     path = root / "logs"
     path.mkdir(parents=True, exist_ok=True)
