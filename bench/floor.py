@@ -57,7 +57,7 @@ async def _published_nowhere(
     return None
 
 
-async def _database_cpu_ms(bench: Bench, work: Callable[[], Awaitable[int]]) -> dict[str, Any]:
+async def _timed_writes(bench: Bench, work: Callable[[], Awaitable[int]]) -> dict[str, Any]:
     """Run `work` (which returns how many units it did): units per second, and the CPU the
     database server and this process (the driver) used."""
     pid = bench.servers.pid("mongo")
@@ -127,10 +127,10 @@ async def post_writes(bench: Bench, *, requests: int) -> dict[str, Any]:
         await relay.relay(store.document_id(application.application_id), written=outbox)
 
     try:
-        baseline = await _database_cpu_ms(
+        baseline = await _timed_writes(
             bench, lambda: _in_parallel(requests, POST_CONCURRENCY, bare_insert)
         )
-        guaranteed = await _database_cpu_ms(
+        guaranteed = await _timed_writes(
             bench, lambda: _in_parallel(requests, POST_CONCURRENCY, application_writes)
         )
     finally:
@@ -187,8 +187,8 @@ async def drain_writes(bench: Bench, *, events: int) -> dict[str, Any]:
         return events
 
     try:
-        baseline = await _database_cpu_ms(bench, raw_inserts)
-        guaranteed = await _database_cpu_ms(bench, service_writes)
+        baseline = await _timed_writes(bench, raw_inserts)
+        guaranteed = await _timed_writes(bench, service_writes)
     finally:
         for database in (raw, ours):
             await client.drop_database(database.name)
