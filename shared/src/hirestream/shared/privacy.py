@@ -110,6 +110,30 @@ class ErasureLedger:
         return True
 
 
+def erasure_handler(
+    ledger: ErasureLedger, *, anonymise: Anonymise, kept: Sequence[str]
+) -> Callable[[CloudEvent[Any]], Awaitable[None]]:
+    """The handler of `candidate.erasure_requested`: anonymise, record, anonymise again.
+
+    The second pass is for a consumer that checked the register just before the record and
+    writes the candidate's data just after the first pass (its check found nothing yet). A
+    write that ends before the second pass starts is anonymised by it; one that ends later
+    ended after the record, and the consumer's own check after its writes finds the erasure
+    (see the notifications consumer). Anonymising is idempotent, so the pass costs a query
+    when there is nothing left to do."""
+
+    async def on_erasure_requested(event: CloudEvent[Any]) -> None:
+        request: CandidateErasureRequested = event.data
+        anonymised = await anonymise(request.candidate_id)
+        new = await ledger.confirm(
+            request, anonymised=anonymised, kept=kept, correlation_id=event.correlationid
+        )
+        await anonymise(request.candidate_id)
+        log.info("candidate.erased", request_id=request.request_id, anonymised=anonymised, new=new)
+
+    return on_erasure_requested
+
+
 def register_erasure(
     broker: KafkaBroker,
     ledger: ErasureLedger,
@@ -118,12 +142,5 @@ def register_erasure(
     anonymise: Anonymise,
     kept: Sequence[str],
 ) -> None:
-    async def on_erasure_requested(event: CloudEvent[Any]) -> None:
-        request: CandidateErasureRequested = event.data
-        anonymised = await anonymise(request.candidate_id)
-        new = await ledger.confirm(
-            request, anonymised=anonymised, kept=kept, correlation_id=event.correlationid
-        )
-        log.info("candidate.erased", request_id=request.request_id, anonymised=anonymised, new=new)
-
-    subscribe(broker, CANDIDATE_ERASURE_REQUESTED, group_id=group_id, handle=on_erasure_requested)
+    handle = erasure_handler(ledger, anonymise=anonymise, kept=kept)
+    subscribe(broker, CANDIDATE_ERASURE_REQUESTED, group_id=group_id, handle=handle)

@@ -114,6 +114,7 @@ class Notifier:
         preferences = await self.preferences.get_many(recipients)
         plan = plan_posting_created(posting, matches, preferences)
         await self._notify(event.type, [Occasion(event, plan, posting.org)])
+        await self._anonymise_erased_meanwhile({candidate_id for candidate_id, _ in matches})
 
     async def on_application_submitted(self, event: CloudEvent[Any]) -> None:
         await self.on_applications_submitted([event])
@@ -122,10 +123,11 @@ class Notifier:
         """A batch of `application.submitted`: the same queries whatever its size, and the
         reads sent together (none needs another's answer)."""
         recipients = set()
+        candidates = {_candidate_id(event) for event in events}
         for event in events:
             recipients |= {f"user:{_candidate_id(event)}", f"org:{event.data.org}"}
         erased, postings, preferences = await asyncio.gather(
-            self.erasures.erased_among(_candidate_id(event) for event in events),
+            self.erasures.erased_among(candidates),
             self.facts.postings_by_id({event.data.posting_id for event in events}),
             self.preferences.get_many(sorted(recipients)),
         )
@@ -140,6 +142,14 @@ class Notifier:
             )
             occasions.append(Occasion(event, plan, event.data.org))
         await self._notify(APPLICATION_SUBMITTED.name, occasions, preferences)
+        await self._anonymise_erased_meanwhile(candidates - erased)
+
+    async def _anonymise_erased_meanwhile(self, candidate_ids: set[str]) -> None:
+        """Anonymise what was just written of candidates whose erasure was recorded while it
+        was being written: the erasure found none of it (shared.privacy.erasure_handler)."""
+        if candidate_ids:
+            for candidate_id in await self.erasures.erased_among(candidate_ids):
+                await self.anonymise_candidate(candidate_id)
 
     async def on_status_changed(self, event: CloudEvent[Any]) -> None:
         change: ApplicationStatusChanged = event.data
