@@ -119,8 +119,8 @@ def erasure_handler(
     writes the candidate's data just after the first pass (its check found nothing yet). A
     write that ends before the second pass starts is anonymised by it; one that ends later
     ended after the record, and the consumer's own check after its writes finds the erasure
-    (see the notifications consumer). Anonymising is idempotent, so the pass costs a query
-    when there is nothing left to do."""
+    (see the notifications consumer). Anonymising is idempotent: the second pass leaves what
+    the first one did as it is. An erasure is rare, so the extra pass costs next to nothing."""
 
     async def on_erasure_requested(event: CloudEvent[Any]) -> None:
         request: CandidateErasureRequested = event.data
