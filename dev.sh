@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE="$ROOT/.stack"
 RUN="$STATE/run"                         # the same STACK_DIR deploy/local/stack.sh defaults to
-UV_VERSION="0.13.8"
+source "$ROOT/deploy/versions.env"       # UV_VERSION, like every pinned version
 SERVICES=(postings applications notifications)
 declare -A PORTS=([postings]=8001 [applications]=8002 [notifications]=8003)
 

