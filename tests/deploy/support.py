@@ -3,7 +3,7 @@
 The code side is derived, never copied: the services are the workspace members under
 `services/`, their settings are the `ServiceSettings` subclass each `app.py` defines (every
 field is an environment variable, upper-cased), and their topics are the `published` and
-`consumed` event types of the `ServiceRuntime` each `create_app` builds (plus the event
+`consumed` event types of the `ServiceClients` each `create_app` builds (plus the event
 catalog), with `<topic>.dlq` for every consumed one.
 
 The artefact side comes from the real tools (`kustomize build`, `docker-compose config`),
@@ -155,20 +155,20 @@ class ServiceTopics:
 
 @cache
 def topics_of(service: str) -> ServiceTopics:
-    """The topics the service's ServiceRuntime declares (nothing connects: clients are lazy)."""
+    """The topics the service's clients declare (nothing connects: clients are lazy)."""
     module = importlib.import_module(f"hirestream.{service}.app")
     settings = settings_class(service).model_validate({"jwt_secret": FAKE_JWT_SECRET})
     app = module.create_app(settings)
-    runtime = app.state.runtime
+    clients = app.state.clients
     try:
         return ServiceTopics(
-            published=frozenset(t.topic for t in runtime.published),
-            consumed=frozenset(t.topic for t in runtime.consumed),
-            dead_letters=frozenset(t.dlq_topic for t in runtime.consumed),
-            personal_data=frozenset(runtime.personal_data_topics),
+            published=frozenset(t.topic for t in clients.published),
+            consumed=frozenset(t.topic for t in clients.consumed),
+            dead_letters=frozenset(t.dlq_topic for t in clients.consumed),
+            personal_data=frozenset(clients.topics.personal_data()),
         )
     finally:
-        asyncio.run(runtime.mongo.close())
+        asyncio.run(clients.mongo.close())
 
 
 def personal_data_topics() -> frozenset[str]:

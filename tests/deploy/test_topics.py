@@ -1,7 +1,7 @@
 """Every topic the code uses exists wherever the system is deployed, and nothing else does.
 
 The required set is derived from the code (tests/deploy/support.py): each service's
-ServiceRuntime `published` and `consumed` event types, `<topic>.dlq` for each consumed one,
+ServiceClients' `published` and `consumed` event types, `<topic>.dlq` for each consumed one,
 and the event catalog. Kubernetes declares topics as Strimzi KafkaTopic resources; compose
 creates them in its one-shot `kafka-init` container from the TOPICS list.
 """

@@ -5,7 +5,7 @@ The notifications consumer checks the erasure register before it writes, and the
 handler anonymises before it records; so a batch that checked just before the record and
 wrote just after the anonymisation would keep the person's data. Two things close that: the
 consumer looks at the register again after writing, and the handler anonymises again after
-recording (`hirestream.shared.privacy.erasure_handler`). Each test holds one side still at the
+recording (`hirestream.shared.privacy.erase_candidate`). Each test holds one side still at the
 worst moment and lets the other run whole.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,8 +21,10 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from hirestream.notifications.consumers import KEPT, Notifier
-from hirestream.notifications.domain import AlertCriteria, ApplicationFacts
+from hirestream.notifications import services
+from hirestream.notifications.domain import Alert, AlertCriteria, ApplicationFacts, Notification
+from hirestream.notifications.handlers import KEPT
+from hirestream.notifications.services import NotificationsUnitOfWork
 from hirestream.notifications.store import (
     ALERTS,
     NOTIFICATIONS,
@@ -41,8 +43,9 @@ from hirestream.shared.events.privacy import (
     CandidateErasureRequested,
 )
 from hirestream.shared.events.types import utc_now
-from hirestream.shared.messaging.outbox import OutboxRelay
-from hirestream.shared.privacy import ERASURES, ErasureLedger, erasure_handler
+from hirestream.shared.messaging.outbox import OutboxEntry, OutboxRelay
+from hirestream.shared.privacy import ERASURES, Erasure, ErasureLedger, erase_candidate
+from hirestream.shared.service_layer.unit_of_work import IdempotencyRecord, UnitOfWork
 from tests.conftest import unique_db
 from tests.integration.test_notifications_delivery import (
     Case,
@@ -63,7 +66,7 @@ class NoDeliveries:
     def due_at_for_new(self) -> tuple[datetime, bool]:
         return utc_now() + timedelta(minutes=5), False
 
-    def hand_over(self, documents: list[dict[str, Any]]) -> None:
+    def hand_over(self, notifications: list[Notification]) -> None:
         return None
 
     def wake(self) -> None:
@@ -86,7 +89,7 @@ class AlertsAfter(AlertStore):
 
     after_matching: Callable[[], Awaitable[None]]
 
-    async def matching(self, posting: PostingCreated) -> list[tuple[str, str | None]]:
+    async def matching(self, posting: PostingCreated) -> list[Alert]:
         matches = await super().matching(posting)
         await self.after_matching()
         return matches
@@ -97,9 +100,14 @@ class LedgerAfter(ErasureLedger):
 
     before_recording: Callable[[], Awaitable[None]]
 
-    async def confirm(self, request: CandidateErasureRequested, **details: Any) -> bool:
+    async def insert(
+        self,
+        erasure: Erasure,
+        outbox: Sequence[OutboxEntry],
+        idempotency: IdempotencyRecord | None,
+    ) -> str:
         await self.before_recording()
-        return await super().confirm(request, **details)
+        return await super().insert(erasure, outbox, idempotency)
 
 
 async def _nowhere(*_: Any) -> None:
@@ -120,20 +128,37 @@ async def relay(db: Database) -> AsyncIterator[OutboxRelay]:
     await relay.stop(timeout_s=5)
 
 
-def notifier_on(
+def notifications_on(
     db: Database, facts: FactStore, ledger: ErasureLedger, alerts: AlertStore | None = None
-) -> Notifier:
-    return Notifier(
+) -> NotificationsUnitOfWork:
+    return NotificationsUnitOfWork(
         notifications=NotificationStore(db[NOTIFICATIONS]),
         preferences=PreferenceStore(db[PREFERENCES]),
         alerts=alerts or AlertStore(db[ALERTS]),
         webhooks=WebhookStore(db[WEBHOOKS]),
         facts=facts,
-        publish=_nowhere,
-        worker=NoDeliveries(),  # type: ignore[arg-type]
         erasures=ledger,
+        publish=_nowhere,
+        deliveries=NoDeliveries(),
         source="tests",
     )
+
+
+def eraser(
+    ledger: ErasureLedger, relay: OutboxRelay, uow: NotificationsUnitOfWork
+) -> Callable[[CloudEvent[CandidateErasureRequested]], Awaitable[bool]]:
+    """The erasure handler of the notifications service, on this ledger."""
+
+    async def anonymise(candidate_id: str) -> dict[str, int]:
+        return await services.anonymise_candidate(candidate_id, uow)
+
+    async def erase(event: CloudEvent[CandidateErasureRequested]) -> bool:
+        erasures = UnitOfWork[Erasure](ledger, relay, source="tests")
+        return await erase_candidate(
+            event.data, erasures, service="notifications", anonymise=anonymise, kept=KEPT
+        )
+
+    return erase
 
 
 def erasure_requested(case: Case) -> CloudEvent[CandidateErasureRequested]:
@@ -162,15 +187,15 @@ async def test_an_erasure_recorded_while_a_batch_writes_leaves_nothing_of_the_pe
 ) -> None:
     case = new_case(name=f"Grace Hopper {uuid.uuid4().hex[:6]}")
     facts = FactsAfter(db)
-    ledger = ErasureLedger(db[ERASURES], relay, service="notifications", source="tests")
-    notifier = notifier_on(db, facts, ledger)
-    erase = erasure_handler(ledger, anonymise=notifier.anonymise_candidate, kept=KEPT)
+    ledger = ErasureLedger(db[ERASURES])
+    uow = notifications_on(db, facts, ledger)
+    erase = eraser(ledger, relay, uow)
 
     async def whole_erasure() -> None:  # after the consumer found no erasure in the register
         await erase(erasure_requested(case))
 
     facts.before_writing = whole_erasure
-    await notifier.on_applications_submitted([application_submitted(case)])
+    await services.notify_applications_submitted([application_submitted(case)], uow)
 
     assert await db[NOTIFICATIONS].count_documents({"source_event_id": {"$exists": True}}) == 3
     assert await where_the_person_is(db, case) == []
@@ -180,12 +205,12 @@ async def test_a_batch_written_between_an_erasures_two_steps_leaves_nothing_of_t
     db: Database, relay: OutboxRelay
 ) -> None:
     case = new_case(name=f"Katherine Johnson {uuid.uuid4().hex[:6]}")
-    ledger = LedgerAfter(db[ERASURES], relay, service="notifications", source="tests")
-    notifier = notifier_on(db, FactStore(db), ledger)
-    erase = erasure_handler(ledger, anonymise=notifier.anonymise_candidate, kept=KEPT)
+    ledger = LedgerAfter(db[ERASURES])
+    uow = notifications_on(db, FactStore(db), ledger)
+    erase = eraser(ledger, relay, uow)
 
     async def whole_batch() -> None:  # after the first anonymisation, before the record
-        await notifier.on_applications_submitted([application_submitted(case)])
+        await services.notify_applications_submitted([application_submitted(case)], uow)
         assert await where_the_person_is(db, case) != []  # written, and nothing erased it yet
 
     ledger.before_recording = whole_batch
@@ -200,16 +225,16 @@ async def test_an_erasure_between_matching_an_alert_and_notifying_leaves_nothing
     case = new_case(name=f"Mary Jackson {uuid.uuid4().hex[:6]}")
     alerts = AlertsAfter(db[ALERTS])
     await alerts.create(case.candidate_id, AlertCriteria(city="Porto", email=case.email))
-    ledger = ErasureLedger(db[ERASURES], relay, service="notifications", source="tests")
-    notifier = notifier_on(db, FactStore(db), ledger, alerts)
-    erase = erasure_handler(ledger, anonymise=notifier.anonymise_candidate, kept=KEPT)
+    ledger = ErasureLedger(db[ERASURES])
+    uow = notifications_on(db, FactStore(db), ledger, alerts)
+    erase = eraser(ledger, relay, uow)
 
     async def whole_erasure() -> None:  # the alert was read; its notifications not yet made
         await erase(erasure_requested(case))
 
     alerts.after_matching = whole_erasure
     posting = posting_created(new_id(), case.org, location={"city": "Porto", "country": "PT"})
-    await notifier.on_posting_created(posting)
+    await services.notify_posting_created(posting, uow)
 
     assert await db[NOTIFICATIONS].count_documents({"recipient": f"user:{case.candidate_id}"}) == 2
     assert await where_the_person_is(db, case) == []

@@ -19,10 +19,8 @@ from hirestream.applications.domain import (
     WrongParty,
     match_skills,
 )
-from hirestream.applications.store import ApplicationStore
 from hirestream.shared.events.applications import ApplicationStatus, Candidate, Match
 from hirestream.shared.events.postings import CloseReason, PostingClosed, PostingStatus
-from hirestream.shared.web.idempotency import new_id
 
 S = ApplicationStatus
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -492,8 +490,3 @@ def test_consent_is_stored_and_carried_in_the_event() -> None:
     assert submitted.consent == application.consent
     assert submitted.consent is not None
     assert submitted.consent.given_at == NOW
-
-
-def test_an_application_id_is_an_ordinary_24_hex_id() -> None:
-    application_id = new_id("cand-1", "key-1")
-    assert str(ApplicationStore.document_id(application_id)) == application_id

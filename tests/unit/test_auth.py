@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from hirestream.shared.devtoken import mint_token
+from hirestream.shared.identity import Role
 from hirestream.shared.web import auth
-from hirestream.shared.web.auth import InvalidToken, JwtVerifier, Role
+from hirestream.shared.web.auth import InvalidToken, JwtVerifier
 
 SECRET = "Qm9sZC1yYW5kb20ta2V5LWZvci11bml0LXRlc3Rz-x7Pz"
 

@@ -11,8 +11,14 @@ import pytest
 
 from hirestream.notifications import delivery
 from hirestream.notifications.delivery import DeliveryWorker
-from hirestream.notifications.domain import delivered_event_id
+from hirestream.notifications.domain import (
+    DeliveryFailed,
+    DeliveryStatus,
+    Notification,
+    delivered_event_id,
+)
 from hirestream.shared.events.envelope import CloudEvent
+from hirestream.shared.events.notifications import Channel
 from hirestream.shared.events.types import utc_now
 
 
@@ -25,13 +31,15 @@ class FakeStore:
         self.recorded: list[tuple[str, str | None]] = []
         self.owed: list[Any] = []  # events written to the outbox with an outcome
 
-    async def claim(self, notification_id: str, *, due_at: datetime, until: datetime) -> Any:
+    async def claim(
+        self, notification_id: str, *, due_at: datetime, until: datetime
+    ) -> Notification | None:
         self.claims.append(notification_id)
         if notification_id in self.taken_by_others:
             return None
         return email(notification_id, leased_until=until)
 
-    async def get_many(self, notification_ids: list[str]) -> dict[str, Any]:
+    async def get_many(self, notification_ids: list[str]) -> dict[str, Notification]:
         self.reads.append(list(notification_ids))
         until = utc_now() + timedelta(minutes=1)
         return {
@@ -40,10 +48,11 @@ class FakeStore:
         }
 
     async def record_attempt(self, notification_id: str, attempt: Any, **outcome: Any) -> None:
-        self.recorded.append((notification_id, outcome["final_status"]))
-        self.owed += outcome["events"]
+        final = outcome["final_status"]
+        self.recorded.append((notification_id, final.value if final else None))
+        self.owed += outcome["owed"]
 
-    async def claim_due(self, **_: Any) -> list[Any]:
+    async def claim_due(self, **_: Any) -> list[Notification]:
         self.polls += 1
         return []
 
@@ -68,19 +77,21 @@ class CountingMailer:
         self.in_flight -= 1
 
 
-def email(notification_id: str, *, leased_until: datetime) -> dict[str, Any]:
-    return {
-        "_id": notification_id,
-        "channel": "email",
-        "email": "c@example.com",
-        "title": "t",
-        "body": "b",
-        "recipient": "user:c",
-        "kind": "application.submitted",
-        "subject": "a1",
-        "source_event_id": "e1",
-        "delivery_due_at": leased_until,
-    }
+def email(notification_id: str, *, leased_until: datetime) -> Notification:
+    return Notification(
+        notification_id=notification_id,
+        channel=Channel.EMAIL,
+        email="c@example.com",
+        title="t",
+        body="b",
+        recipient="user:c",
+        kind="application.submitted",
+        subject="a1",
+        source_event_id="e1",
+        created_at=utc_now(),
+        status=DeliveryStatus.PENDING,
+        delivery_due_at=leased_until,
+    )
 
 
 async def run_until_recorded(worker: DeliveryWorker, store: FakeStore, count: int) -> None:
@@ -98,7 +109,7 @@ async def run_until_recorded(worker: DeliveryWorker, store: FakeStore, count: in
 async def test_beyond_the_held_documents_deliveries_are_read_by_id_together_when_their_turn_comes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(delivery, "HELD_DOCUMENTS_LIMIT", 2)
+    monkeypatch.setattr(delivery, "HELD_LIMIT", 2)
     store, broker, mailer = FakeStore(taken_by_others=set()), FakeBroker(), CountingMailer()
     worker = DeliveryWorker(store, mailer, None, None, broker.publish, source="test")  # type: ignore[arg-type]
     leased_until, handed = worker.due_at_for_new()
@@ -169,7 +180,7 @@ async def test_a_published_outcome_is_recorded_without_an_outbox_entry() -> None
 
 class FailingMailer:
     async def send(self, to: str, title: str, body: str) -> None:
-        raise delivery.DeliveryFailed("smtp: refused")
+        raise DeliveryFailed("smtp: refused")
 
 
 class Backoffs:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
+from hirestream.shared.correlation import current_correlation_id
 from hirestream.shared.web.correlation import REQUEST_ID_HEADER, CorrelationMiddleware
 from hirestream.shared.web.metrics import install_metrics
 
@@ -17,8 +18,8 @@ def app() -> FastAPI:
     application = FastAPI()
 
     @application.get("/things/{thing_id}")
-    async def thing(thing_id: str, request: Request) -> dict[str, str]:
-        return {"thing": thing_id, "seen_as": request.state.correlation_id}
+    async def thing(thing_id: str) -> dict[str, str | None]:
+        return {"thing": thing_id, "seen_as": current_correlation_id()}
 
     @application.get("/broken")
     async def broken() -> None:

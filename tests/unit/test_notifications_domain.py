@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from hirestream.notifications.delivery import UnsafeWebhookUrl, check_webhook_url
 from hirestream.notifications.domain import (
     APPLICATION_STATUS_CHANGED,
     APPLICATION_SUBMITTED,
@@ -36,6 +35,7 @@ from hirestream.notifications.domain import (
     sign,
     user_recipient,
 )
+from hirestream.notifications.webhooks import UnsafeWebhookUrl, check_webhook_url
 from hirestream.shared.events.applications import (
     ApplicationStatus,
     ApplicationStatusChanged,

@@ -11,9 +11,11 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-# Loaded for what they register: the metrics of every service.
-for module in ("hirestream.shared.runtime", "hirestream.notifications.delivery"):
-    importlib.import_module(module)
+from hirestream.shared.messaging.broker import kafka_metrics
+
+# What every service registers: our metrics, and FastStream's through its middleware.
+importlib.import_module("hirestream.shared.metrics")
+kafka_metrics()
 
 OBSERVABILITY = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "observability"
 METRIC = re.compile(r"\b(hirestream_[a-z_]+)\b")

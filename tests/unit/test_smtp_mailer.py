@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from hirestream.notifications.delivery import DeliveryFailed, SmtpMailer
+from hirestream.notifications.domain import DeliveryFailed
+from hirestream.notifications.email import SmtpMailer
 
 
 class Recorder:
@@ -148,5 +149,5 @@ async def test_a_long_title_beyond_ascii_is_folded_into_short_lines_and_reads_ba
 
 
 def test_a_sender_with_a_line_break_is_refused_at_start() -> None:
-    with pytest.raises(ValueError, match="line break"):
+    with pytest.raises(ValueError, match="not one address"):
         SmtpMailer(host="127.0.0.1", port=25, sender="n@example.com\r\nBcc: v@example.com")

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from hirestream.notifications import delivery
-from hirestream.notifications.delivery import check_webhook_url, webhook_transport
+from hirestream.notifications import webhooks
+from hirestream.notifications.webhooks import check_webhook_url, webhook_transport
 from tests.support.receivers import WebhookReceiver, webhook_receiver
 
 PUBLIC = "93.184.216.34"
@@ -36,7 +36,7 @@ def hosts(receiver: WebhookReceiver) -> list[str]:
     return [request.headers["host"] for request in receiver.requests]
 
 
-def resolving_to(*answers: str) -> delivery.Resolver:
+def resolving_to(*answers: str) -> webhooks.Resolver:
     """A resolver whose n-th lookup answers the n-th address (the last one from then on)."""
     lookups = 0
 
@@ -79,7 +79,7 @@ async def test_the_connection_goes_to_the_address_checked_under_the_host_name(
 ) -> None:
     """The name is resolved once, by the guard, and the request still names the host (so TLS
     and virtual hosts see the name): loopback counts as public for this test only."""
-    monkeypatch.setattr(delivery, "forbidden_address", lambda address: address != "127.0.0.1")
+    monkeypatch.setattr(webhooks, "forbidden_address", lambda address: address != "127.0.0.1")
     transport = webhook_transport(allow_private=False, resolve=resolving_to("127.0.0.1"))
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.post(f"http://hooks.example:{port_of(receiver)}/in", content=b"{}")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from hirestream.shared.web.auth import Role
+from hirestream.shared.identity import Role
 
 
 def mint_token(

@@ -1,6 +1,6 @@
 """Settings every hirestream process reads from its environment.
 
-The variable names are the contract's (CONTRACT.md: "Processes, ports, configuration"), the
+The variable names are part of the contract (README, "Configuration"), the
 same in compose, Kubernetes, the local stack and the tests. A missing or malformed setting stops
 the process at start-up with one line that names the variable: `load_settings` does that.
 """

@@ -1,53 +1,33 @@
-"""The applications HTTP API: apply, read, list, and move through the status workflow."""
+"""The applications HTTP API: apply, read, list, move through the workflow; erasure requests."""
 
-from __future__ import annotations
+from typing import Annotated, Any, Self
 
-import uuid
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from hirestream.applications import services
 from hirestream.applications.domain import (
     Application,
     ApplicationForm,
-    IllegalMove,
-    Party,
-    PostingNotOpen,
-    WrongParty,
+    Confirmation,
+    ErasureRequest,
 )
-from hirestream.applications.store import (
-    ApplicationStore,
-    DuplicateApplication,
-    ErasureRequestStore,
-    PostingReadModel,
+from hirestream.applications.services import (
+    ApplicationsUnitOfWork,
+    ChangeStatus,
+    ErasureUnitOfWork,
+    ErasureUnitOfWorkFactory,
+    SubmitApplication,
+    UnitOfWorkFactory,
 )
-from hirestream.shared.events.applications import (
-    APPLICATION_STATUS_CHANGED,
-    APPLICATION_SUBMITTED,
-    ApplicationStatus,
-)
-from hirestream.shared.events.privacy import (
-    CANDIDATE_ERASURE_REQUESTED,
-    ERASING_SERVICES,
-    CandidateErasureRequested,
-)
-from hirestream.shared.events.types import UtcDateTime, utc_now
-from hirestream.shared.messaging.outbox import OutboxRelay
-from hirestream.shared.storage.mongo import Document
-from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
-from hirestream.shared.web.idempotency import (
-    IdempotencyKey,
-    first_response,
-    new_id,
-    replay,
-    request_hash,
-)
-from hirestream.shared.web.problems import Problem
+from hirestream.shared.events.applications import ApplicationStatus
+from hirestream.shared.events.types import UtcDateTime
+from hirestream.shared.identity import Principal, Role
+from hirestream.shared.storage.pagination import Page
+from hirestream.shared.web.auth import Authenticated, require_role
+from hirestream.shared.web.idempotency import REPLAYED_HEADER, IdempotencyKey, idempotent
 
 Candidate = Annotated[Principal, require_role(Role.CANDIDATE)]
-# How often a status change retries when a concurrent change moved the version under it.
-MOVE_ATTEMPTS = 3
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -61,11 +41,6 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"description": described[code]} for code in codes}
 
 
-class ApplicationPage(BaseModel):
-    items: list[Application]
-    next_cursor: str | None
-
-
 class StatusRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -73,29 +48,9 @@ class StatusRequest(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-def hashed_request(posting_id: str, form: ApplicationForm) -> str:
-    return request_hash({"posting_id": posting_id, "form": form.model_dump(mode="json")})
-
-
-def visible_to(application: Application, caller: Principal) -> bool:
-    return (
-        caller.is_admin
-        or (caller.role is Role.CANDIDATE and caller.user_id == application.candidate.candidate_id)
-        or (caller.role is Role.EMPLOYER and caller.org == application.org)
-    )
-
-
-def applications_router(
-    store: ApplicationStore, postings: PostingReadModel, relay: OutboxRelay, *, source: str
-) -> APIRouter:
+def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["applications"])
-
-    async def load_visible(application_id: str, caller: Principal) -> Application:
-        application = await store.get(application_id)
-        # Someone else's application is "not found": its existence is not the caller's business.
-        if application is None or not visible_to(application, caller):
-            raise Problem(404, f"application {application_id} does not exist")
-        return application
+    Uow = Annotated[ApplicationsUnitOfWork, Depends(unit_of_work)]
 
     @router.post(
         "/postings/{posting_id}/applications",
@@ -108,74 +63,34 @@ def applications_router(
         posting_id: str,
         form: ApplicationForm,
         candidate: Candidate,
-        request: Request,
+        uow: Uow,
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
-        fingerprint = hashed_request(posting_id, form)
-
-        async def replay_of_earlier_request() -> Response | None:
-            """The response to an earlier request with this Idempotency-Key, if any. Looked
-            up only when this request would not create the application: a retry's insert
-            fails on the `_id` derived from the key, so a first request needs no lookup."""
-            if not idempotency_key:
-                return None
-            prior = await store.find_by_idempotency_key(candidate.user_id, idempotency_key)
-            if prior is None:
-                return None
-            if prior.get("idempotency") is None:  # anonymised since: no response to replay
-                raise Problem(422, "this Idempotency-Key was used before")
-            return replay(prior["idempotency"], fingerprint)
-
-        posting = await postings.get(posting_id)
-        if posting is None:
-            if earlier := await replay_of_earlier_request():
-                return earlier
-            raise Problem(404, f"posting {posting_id} does not exist")
-        try:
-            application, submitted = Application.submit(
-                form,
-                application_id=new_id(candidate.user_id, idempotency_key),
-                candidate_id=candidate.user_id,
-                posting=posting,
-                now=utc_now(),
-            )
-        except PostingNotOpen as error:
-            if earlier := await replay_of_earlier_request():  # it was open for the first
-                return earlier
-            raise Problem(409, "the posting is closed") from error
-        event = APPLICATION_SUBMITTED.new(
-            submitted, source=source, correlation_id=request.state.correlation_id
+        request = idempotent(
+            candidate.user_id,
+            idempotency_key,
+            {"posting_id": posting_id, "form": form.model_dump(mode="json")},
         )
-        # The response's bytes, rendered once: a replay returns exactly these, and one
-        # binary value is cheaper to store and read back than the application's fields again.
-        body = application.__pydantic_serializer__.to_json(application)
+        command = SubmitApplication(posting_id, form, candidate.user_id, request)
+        submitted = await services.submit_application(command, uow)
+        application = submitted.application
         headers = {"Location": f"/applications/{application.application_id}"}
-        idempotency = first_response(
-            idempotency_key, fingerprint, status=201, headers=headers, body=body
+        if submitted.replayed:
+            headers[REPLAYED_HEADER] = "true"
+        return Response(
+            application.json_bytes(),
+            status_code=201,
+            media_type="application/json",
+            headers=headers,
         )
-        try:
-            outbox = await store.insert(application, [event], idempotency=idempotency)
-        except DuplicateApplication as error:
-            if earlier := await replay_of_earlier_request():  # a retry of this request
-                return earlier
-            existing = await store.find_for(candidate.user_id, posting_id)
-            if existing is None:  # withdrawn and erased meanwhile: let the client retry
-                raise Problem(409, "a concurrent application; try again") from error
-            raise Problem(
-                409,
-                f"you already applied to this posting: application {existing['_id']}",
-                application_id=str(existing["_id"]),
-            ) from error
-        relay.notify(store.document_id(application.application_id), written=outbox)
-        return Response(body, status_code=201, media_type="application/json", headers=headers)
 
     @router.get(
         "/applications/{application_id}",
         summary="One application (its candidate, the posting's employer, or admin)",
         responses=_responses(401, 404),
     )
-    async def get_application(application_id: str, caller: Authenticated) -> Application:
-        return await load_visible(application_id, caller)
+    async def get_application(application_id: str, caller: Authenticated, uow: Uow) -> Application:
+        return await services.get_application(application_id, caller, uow)
 
     @router.get(
         "/applications",
@@ -184,20 +99,15 @@ def applications_router(
     )
     async def list_applications(
         caller: Authenticated,
+        uow: Uow,
         posting_id: Annotated[str | None, Query(max_length=64)] = None,
         status: ApplicationStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> ApplicationPage:
-        scope: dict[str, str | None] = {}
-        if caller.role is Role.CANDIDATE:
-            scope["candidate_id"] = caller.user_id
-        elif caller.role is Role.EMPLOYER:
-            scope["org"] = caller.org
-        items, next_cursor = await store.list(
-            **scope, posting_id=posting_id, status=status, limit=limit, cursor=cursor
+    ) -> Page[Application]:
+        return await services.list_applications(
+            caller, uow, posting_id=posting_id, status=status, limit=limit, cursor=cursor
         )
-        return ApplicationPage(items=items, next_cursor=next_cursor)
 
     @router.post(
         "/applications/{application_id}/status",
@@ -205,40 +115,10 @@ def applications_router(
         responses=_responses(401, 403, 404, 409, 422),
     )
     async def change_status(
-        application_id: str, body: StatusRequest, caller: Authenticated, request: Request
+        application_id: str, body: StatusRequest, caller: Authenticated, uow: Uow
     ) -> Application:
-        for _ in range(MOVE_ATTEMPTS):
-            application = await load_visible(application_id, caller)
-            party = Party.CANDIDATE if caller.role is Role.CANDIDATE else Party.EMPLOYER
-            try:
-                moved, changed = application.move(
-                    body.to_status,
-                    by=party,
-                    user_id=caller.user_id,
-                    reason=body.reason,
-                    now=utc_now(),
-                )
-            except WrongParty as error:
-                raise Problem(403, str(error)) from error
-            except IllegalMove as error:
-                allowed = [str(status) for status in error.allowed]
-                raise Problem(
-                    409,
-                    f"{error.current} cannot move to {error.target}; "
-                    f"allowed: {', '.join(allowed) or 'none (final status)'}",
-                    allowed_moves=allowed,
-                ) from error
-            event = APPLICATION_STATUS_CHANGED.new(
-                changed, source=source, correlation_id=request.state.correlation_id
-            )
-            if await store.replace_version(
-                moved, expected_version=application.version, events=[event]
-            ):
-                relay.notify(store.document_id(application_id))
-                return moved
-        raise Problem(
-            409, "the application keeps changing; try again", headers={"Retry-After": "1"}
-        )
+        command = ChangeStatus(application_id, body.to_status, body.reason, caller)
+        return await services.change_status(command, uow)
 
     return router
 
@@ -248,31 +128,24 @@ class ErasureStatus(BaseModel):
     candidate_id: str
     status: str = Field(description="pending until every service confirmed, then complete")
     requested_at: UtcDateTime
-    confirmations: list[dict[str, Any]]
+    confirmations: list[Confirmation]
     waiting_for: list[str]
 
-
-def erasure_status(document: Document) -> ErasureStatus:
-    confirmed = {item["service"] for item in document.get("confirmations", [])}
-    waiting = [service for service in ERASING_SERVICES if service not in confirmed]
-    return ErasureStatus(
-        request_id=document["_id"],
-        candidate_id=document["candidate_id"],
-        status="complete" if not waiting else "pending",
-        requested_at=document["requested_at"],
-        confirmations=sorted(document.get("confirmations", []), key=lambda c: c["service"]),
-        waiting_for=waiting,
-    )
+    @classmethod
+    def of(cls, request: ErasureRequest) -> Self:
+        return cls(
+            request_id=request.request_id,
+            candidate_id=request.candidate_id,
+            status="complete" if request.complete else "pending",
+            requested_at=request.requested_at,
+            confirmations=sorted(request.confirmations, key=lambda c: c.service),
+            waiting_for=request.waiting_for,
+        )
 
 
-def privacy_router(requests: ErasureRequestStore, relay: OutboxRelay, *, source: str) -> APIRouter:
+def privacy_router(unit_of_work: ErasureUnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["privacy"])
-
-    def authorise(candidate_id: str, caller: Principal) -> None:
-        if not (
-            caller.is_admin or (caller.role is Role.CANDIDATE and caller.user_id == candidate_id)
-        ):
-            raise Problem(403, "only the candidate themself, or an admin, may do this")
+    Uow = Annotated[ErasureUnitOfWork, Depends(unit_of_work)]
 
     @router.post(
         "/candidates/{candidate_id}/erasure",
@@ -281,44 +154,18 @@ def privacy_router(requests: ErasureRequestStore, relay: OutboxRelay, *, source:
         responses=_responses(401, 403),
     )
     async def request_erasure(
-        candidate_id: str, caller: Authenticated, request: Request, response: Response
+        candidate_id: str, caller: Authenticated, uow: Uow, response: Response
     ) -> ErasureStatus:
-        authorise(candidate_id, caller)
+        request = await services.request_erasure(candidate_id, caller, uow)
         response.headers["Location"] = f"/candidates/{candidate_id}/erasure"
-        latest = await requests.latest_for(candidate_id)
-        if latest is not None and erasure_status(latest).status == "pending":
-            return erasure_status(latest)  # one request at a time: this one is under way
-        now = utc_now()
-        document = {
-            "_id": str(uuid.uuid4()),
-            "candidate_id": candidate_id,
-            "requested_by": caller.user_id,
-            "requested_at": now,
-        }
-        event = CANDIDATE_ERASURE_REQUESTED.new(
-            CandidateErasureRequested(
-                candidate_id=candidate_id,
-                request_id=document["_id"],
-                requested_by=caller.user_id,
-                requested_at=now,
-            ),
-            source=source,
-            correlation_id=request.state.correlation_id,
-        )
-        await requests.create(document, [event])
-        relay.notify(document["_id"])
-        return erasure_status({**document, "confirmations": []})
+        return ErasureStatus.of(request)
 
     @router.get(
         "/candidates/{candidate_id}/erasure",
         summary="The status of the latest erasure request (the candidate, or admin)",
         responses=_responses(401, 403, 404),
     )
-    async def get_erasure(candidate_id: str, caller: Authenticated) -> ErasureStatus:
-        authorise(candidate_id, caller)
-        latest = await requests.latest_for(candidate_id)
-        if latest is None:
-            raise Problem(404, f"no erasure was requested for candidate {candidate_id}")
-        return erasure_status(latest)
+    async def get_erasure(candidate_id: str, caller: Authenticated, uow: Uow) -> ErasureStatus:
+        return ErasureStatus.of(await services.get_erasure(candidate_id, caller, uow))
 
     return router

@@ -1,4 +1,5 @@
-"""Composition root of the applications service: settings, clients, routes, consumers."""
+"""Composition root of the applications service: settings, clients, stores, routes, handlers,
+and the retention job."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import structlog
 from fastapi import FastAPI
 from pydantic import Field
 
+from hirestream.applications import handlers, services
 from hirestream.applications.api import applications_router, privacy_router
-from hirestream.applications.consumers import register_consumers, register_privacy_consumers
+from hirestream.applications.services import ApplicationsUnitOfWork, ErasureUnitOfWork
 from hirestream.applications.store import (
     APPLICATIONS,
     ERASURE_REQUESTS,
@@ -26,86 +28,80 @@ from hirestream.shared.events.applications import (
     APPLICATION_STATUS_CHANGED,
     APPLICATION_SUBMITTED,
 )
-from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
 from hirestream.shared.events.privacy import CANDIDATE_ERASED, CANDIDATE_ERASURE_REQUESTED
 from hirestream.shared.events.types import utc_now
-from hirestream.shared.privacy import ERASURE_INDEXES
-from hirestream.shared.runtime import ServiceRuntime
+from hirestream.shared.privacy import ERASURE_INDEXES, ERASURES, Erasure, ErasureLedger
+from hirestream.shared.runtime.clients import ServiceClients
+from hirestream.shared.service_layer.unit_of_work import UnitOfWork
 from hirestream.shared.settings import DatabaseName, Port, ServiceSettings
+from hirestream.shared.web.app import service_app
 
+NAME = "applications"
 log = structlog.get_logger(__name__)
 
 
 class ApplicationsSettings(ServiceSettings):
     port: Port = 8002
-    mongodb_database: DatabaseName = "applications"
+    mongodb_database: DatabaseName = NAME
     # Final applications are anonymised this long after their last change, unless the
     # candidate applied again since.
     retention_days: float = Field(default=180, gt=0)
     retention_sweep_interval_s: float = Field(default=3600, gt=0)
 
 
-async def apply_retention(store: ApplicationStore, *, period: timedelta, interval_s: float) -> None:
-    """The scheduled retention job: every `interval_s`, anonymise what outlived `period`."""
-    while True:
-        try:
-            anonymised = await store.anonymise_expired(utc_now() - period)
-            if anonymised:
-                log.info("retention.anonymised", applications=anonymised)
-        except Exception as error:  # database away: next round
-            log.warning("retention.failed", error=type(error).__name__)
-        await asyncio.sleep(interval_s)
-
-
 def create_app(settings: ApplicationsSettings) -> FastAPI:
-    runtime = ServiceRuntime(
-        settings,
-        name="applications",
-        published=[
-            APPLICATION_SUBMITTED,
-            APPLICATION_STATUS_CHANGED,
-            CANDIDATE_ERASURE_REQUESTED,
-            CANDIDATE_ERASED,
-        ],
-        consumed=[
-            POSTING_CREATED,
-            POSTING_UPDATED,
-            POSTING_CLOSED,
-            CANDIDATE_ERASURE_REQUESTED,
-            CANDIDATE_ERASED,
-        ],
-        indexes=[*INDEXES, ERASURE_INDEXES],
+    clients = ServiceClients(settings, name=NAME)
+    clients.publishes(
+        APPLICATION_SUBMITTED,
+        APPLICATION_STATUS_CHANGED,
+        CANDIDATE_ERASURE_REQUESTED,
+        CANDIDATE_ERASED,
     )
-    read_model = PostingReadModel(runtime.db[POSTINGS_VIEW])
-    register_consumers(runtime.broker, read_model)
-    store = ApplicationStore(runtime.db[APPLICATIONS])
-    relay = runtime.outbox_relay(store.collection)
-    requests = ErasureRequestStore(runtime.db[ERASURE_REQUESTS])
-    requests_relay = runtime.outbox_relay(requests.collection)
-    register_privacy_consumers(runtime.broker, runtime.erasure_ledger(), store, requests)
+    clients.needs_indexes(*INDEXES, ERASURE_INDEXES)
+    applications = ApplicationStore(clients.db[APPLICATIONS])
+    applications_relay = clients.outbox_relay(applications.collection)
+    postings = PostingReadModel(clients.db[POSTINGS_VIEW])
+    requests = ErasureRequestStore(clients.db[ERASURE_REQUESTS])
+    requests_relay = clients.outbox_relay(requests.collection)
+    ledger = ErasureLedger(clients.db[ERASURES])
+    ledger_relay = clients.outbox_relay(ledger.collection)
+
+    def unit_of_work() -> ApplicationsUnitOfWork:
+        return ApplicationsUnitOfWork(
+            applications, postings, applications_relay, source=clients.source
+        )
+
+    def erasure_requests() -> ErasureUnitOfWork:
+        return ErasureUnitOfWork(requests, requests_relay, source=clients.source)
+
+    def erasures() -> UnitOfWork[Erasure]:
+        return UnitOfWork(ledger, ledger_relay, source=clients.source)
+
+    clients.subscribe(handlers.subscriptions(postings, applications, requests, erasures))
 
     @asynccontextmanager
     async def retention(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(
-            apply_retention(
-                store,
-                period=timedelta(days=settings.retention_days),
-                interval_s=settings.retention_sweep_interval_s,
-            ),
-            name="retention",
-        )
+        period = timedelta(days=settings.retention_days)
+
+        async def every_interval() -> None:
+            while True:
+                try:
+                    await services.apply_retention(utc_now() - period, applications)
+                except Exception as error:  # database away: next round
+                    log.warning("retention.failed", error=type(error).__name__)
+                await asyncio.sleep(settings.retention_sweep_interval_s)
+
+        task = asyncio.create_task(every_interval(), name="retention")
         try:
             yield
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    return runtime.http_app(
-        [
-            applications_router(store, read_model, relay, source=runtime.source),
-            privacy_router(requests, requests_relay, source=runtime.source),
-        ],
-        extra_lifespan=retention,
+    return service_app(
+        clients,
+        [applications_router(unit_of_work), privacy_router(erasure_requests)],
+        background=retention,
         description="Applications to postings and their status workflow; publishes "
         "application.*; keeps a read model of postings from posting.* events.",
     )

@@ -35,7 +35,9 @@ from hirestream.shared.events.postings import (
     PostingSnapshot,
     PostingStatus,
 )
+from hirestream.shared.events.privacy import ERASING_SERVICES, CandidateErasureRequested
 from hirestream.shared.events.types import UtcDateTime, normalised_skills
+from hirestream.shared.identity import Principal, Role
 
 
 class PostingView(BaseModel):
@@ -81,6 +83,13 @@ class PostingView(BaseModel):
             close_reason=closed.reason,
             closed_at=closed.closed_at,
         )
+
+    @classmethod
+    def of(cls, data: PostingSnapshot | PostingClosed) -> PostingView:
+        """What any `posting.*` event says of its posting."""
+        if isinstance(data, PostingClosed):
+            return cls.from_closed(data)
+        return cls.from_snapshot(data)
 
     def fields_to_store(self) -> dict[str, object]:
         """Only the fields this change knows: a closing must not erase the title it lacks."""
@@ -222,6 +231,18 @@ class Application(BaseModel):
     history: list[StatusChange] = Field(default_factory=list)
     anonymised: bool = False
 
+    def visible_to(self, caller: Principal) -> bool:
+        """The candidate who applied, the posting's employer, or an admin."""
+        return (
+            caller.is_admin
+            or (caller.role is Role.CANDIDATE and caller.user_id == self.candidate.candidate_id)
+            or (caller.role is Role.EMPLOYER and caller.org == self.org)
+        )
+
+    def json_bytes(self) -> bytes:
+        """The application as the API returns it (kept as first returned for a retry)."""
+        return self.model_dump_json().encode()
+
     @classmethod
     def submit(
         cls,
@@ -299,3 +320,56 @@ class Application(BaseModel):
             changed_at=now,
         )
         return moved, event
+
+
+# ------------------------------------------------------------------------------- erasure
+
+
+class Confirmation(BaseModel):
+    """One service's answer to an erasure request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    erased_at: UtcDateTime
+    anonymised: dict[str, int] = Field(default_factory=dict)
+    kept: list[str] = Field(default_factory=list)
+
+
+class ErasureRequest(BaseModel):
+    """A candidate's request to have their personal data erased in every service."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    candidate_id: str
+    requested_by: str
+    requested_at: UtcDateTime
+    confirmations: list[Confirmation] = Field(default_factory=list)
+
+    @property
+    def waiting_for(self) -> list[str]:
+        confirmed = {confirmation.service for confirmation in self.confirmations}
+        return [service for service in ERASING_SERVICES if service not in confirmed]
+
+    @property
+    def complete(self) -> bool:
+        return not self.waiting_for
+
+    @classmethod
+    def request(
+        cls, *, request_id: str, candidate_id: str, requested_by: str, now: datetime
+    ) -> tuple[ErasureRequest, CandidateErasureRequested]:
+        request = cls(
+            request_id=request_id,
+            candidate_id=candidate_id,
+            requested_by=requested_by,
+            requested_at=now,
+        )
+        event = CandidateErasureRequested(
+            candidate_id=candidate_id,
+            request_id=request_id,
+            requested_by=requested_by,
+            requested_at=now,
+        )
+        return request, event

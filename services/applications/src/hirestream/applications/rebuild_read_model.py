@@ -24,14 +24,14 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka.security import parse_security
-from pydantic import ValidationError
 
 from hirestream.applications.app import ApplicationsSettings
-from hirestream.applications.consumers import POSTING_EVENTS, posting_view_of
+from hirestream.applications.domain import PostingView
 from hirestream.applications.store import POSTINGS_VIEW, PostingReadModel
-from hirestream.shared.events.envelope import EventType, WrongEventType
+from hirestream.shared.events.envelope import EventType, InvalidEvent
+from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
 from hirestream.shared.logging import configure_logging
-from hirestream.shared.messaging.broker import kafka_security
+from hirestream.shared.messaging.broker import bootstrap_servers, kafka_security
 from hirestream.shared.settings import load_settings
 from hirestream.shared.storage.mongo import make_mongo_client
 
@@ -50,13 +50,14 @@ async def rebuild(settings: ApplicationsSettings, *, from_scratch: bool) -> Rebu
     client = make_mongo_client(settings, app_name="hirestream-applications-rebuild")
     read_model = PostingReadModel(client[settings.mongodb_database][POSTINGS_VIEW])
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=bootstrap_servers(settings),
         group_id=None,
         enable_auto_commit=False,
         **parse_security(kafka_security(settings)),
     )
     by_topic: dict[str, EventType[Any]] = {
-        event_type.topic: event_type for event_type in POSTING_EVENTS
+        event_type.topic: event_type
+        for event_type in (POSTING_CREATED, POSTING_UPDATED, POSTING_CLOSED)
     }
     report = RebuildReport()
     await consumer.start()
@@ -66,7 +67,7 @@ async def rebuild(settings: ApplicationsSettings, *, from_scratch: bool) -> Rebu
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
         if from_scratch:
-            await read_model.collection.delete_many({})
+            await read_model.clear()
         pending = {tp for tp in partitions if end[tp] > 0}
         while pending:
             batch = await consumer.getmany(*pending, timeout_ms=1000)
@@ -77,10 +78,10 @@ async def rebuild(settings: ApplicationsSettings, *, from_scratch: bool) -> Rebu
                     report.records += 1
                     try:
                         event = by_topic[tp.topic].parse(record.value or b"")
-                    except (ValidationError, WrongEventType, ValueError):
+                    except InvalidEvent:
                         report.invalid += 1
                         continue
-                    if await read_model.apply(posting_view_of(event)):
+                    if await read_model.apply(PostingView.of(event.data)):
                         report.applied += 1
                     else:
                         report.already_newer += 1
@@ -93,7 +94,7 @@ async def rebuild(settings: ApplicationsSettings, *, from_scratch: bool) -> Rebu
 
 async def _partitions_of(settings: ApplicationsSettings, topics: list[str]) -> list[TopicPartition]:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=bootstrap_servers(settings),
         **parse_security(kafka_security(settings)),
     )
     await admin.start()

@@ -1,19 +1,20 @@
-"""Storage of the applications service: applications (with their outbox) and the postings
-read model.
+"""Storage of the applications service: applications (each with its outbox), erasure requests,
+and the postings read model.
 
 Indexes of `applications` and what each serves:
 - `one_per_candidate_and_posting` (candidate.candidate_id, posting_id), unique: the duplicate
   guard. Concurrent identical applications race on it, and exactly one insert wins;
 - `candidate_newest` (candidate.candidate_id, submitted_at, _id): a candidate's list (an
-  Idempotency-Key needs no index: it determines the application's `_id`,
-  shared/web/idempotency.py);
+  Idempotency-Key needs no index: it determines the application's id);
 - `org_newest` (org, posting_id, status, submitted_at): an employer's lists and filters;
 - `newest` (submitted_at, _id): an admin's list;
+- `final_oldest` (status, updated_at): retention;
 - `outbox_due`: the outbox sweep.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,21 +24,36 @@ from pymongo import DESCENDING, IndexModel, InsertOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from hirestream.applications.domain import Application, PostingView
+from hirestream.applications.domain import (
+    Application,
+    Confirmation,
+    ErasureRequest,
+    PostingView,
+)
 from hirestream.shared.events.applications import ApplicationStatus
 from hirestream.shared.events.applications import ApplicationStatus as S
-from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.messaging.outbox import (
-    OUTBOX,
+    OUTBOX_FIELDS,
     OUTBOX_INDEX,
+    OutboxEntry,
     append_outbox_update,
     new_outbox_fields,
 )
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
+from hirestream.shared.service_layer.unit_of_work import (
+    AlreadyStored,
+    IdempotencyRecord,
+    StaleVersion,
+    StoredRequest,
+)
 from hirestream.shared.storage.group_commit import GroupCommit, Write, bulk_writer
-from hirestream.shared.storage.mongo import CollectionIndexes, Document, object_id_or_none
-from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
-from hirestream.shared.web.idempotency import derived_id
+from hirestream.shared.storage.idempotency import idempotency_fields, stored_request_of
+from hirestream.shared.storage.mongo import (
+    CollectionIndexes,
+    Document,
+    object_id_or_none,
+)
+from hirestream.shared.storage.pagination import Page, after_cursor, newest_first, page_of
 
 APPLICATIONS = "applications"
 POSTINGS_VIEW = "postings_view"
@@ -51,11 +67,12 @@ ANONYMOUS_FIELDS: Document = {
     "candidate.email": ERASED_EMAIL,
     "resume_url": "",
     "cover_letter": None,
-    "idempotency": None,  # holds a copy of the first response, personal data included
+    "idempotency": None,  # holds the first response, personal data included
     "anonymised": True,
 }
 CANDIDATE_ID = "candidate.candidate_id"
 NEWEST = newest_first("submitted_at")
+NOT_RETURNED = dict.fromkeys((*OUTBOX_FIELDS, "idempotency"), 0)
 
 INDEXES = [
     CollectionIndexes(
@@ -72,7 +89,7 @@ INDEXES = [
                 name="org_newest",
             ),
             IndexModel(NEWEST, name="newest"),
-            IndexModel([("status", 1), ("updated_at", 1)], name="final_oldest"),  # retention
+            IndexModel([("status", 1), ("updated_at", 1)], name="final_oldest"),
             IndexModel(OUTBOX_INDEX, name="outbox_due"),
         ],
     ),
@@ -86,16 +103,9 @@ INDEXES = [
     CollectionIndexes(POSTINGS_VIEW, [IndexModel([("org", 1)], name="org")]),
 ]
 
-_INTERNAL = ("_id", "outbox", "outbox_due_at", "outbox_claim", "idempotency")
 
-
-class DuplicateApplication(Exception):
-    """The candidate already applied to this posting."""
-
-
-def _to_application(document: Document) -> Application:
-    fields = {name: value for name, value in document.items() if name not in _INTERNAL}
-    return Application.model_validate({**fields, "application_id": str(document["_id"])})
+def _application(document: Document) -> Application:
+    return Application.model_validate({**document, "application_id": str(document["_id"])})
 
 
 class ApplicationStore:
@@ -104,64 +114,89 @@ class ApplicationStore:
         # New applications from concurrent requests are inserted together (group commit).
         self._inserts: GroupCommit[Write, None] = GroupCommit(bulk_writer(collection))
 
-    @staticmethod
-    def document_id(application_id: str) -> ObjectId:
-        """The `_id` of the document an id names (what the outbox relay is told)."""
-        return ObjectId(application_id)
-
     async def insert(
         self,
         application: Application,
-        events: list[CloudEvent[Any]],
-        *,
-        idempotency: Document | None = None,
-    ) -> list[Document]:
-        """Store a new application, its events and (when the request carried an
-        Idempotency-Key) the key, a hash of the request and the response given, all in one
-        single-document write; returns its outbox, for the relay. DuplicateApplication if the
-        candidate already applied."""
+        outbox: Sequence[OutboxEntry],
+        idempotency: IdempotencyRecord | None,
+    ) -> ObjectId:
+        """AlreadyStored if the candidate applied to the posting already, or the id (derived
+        from an Idempotency-Key) is taken."""
+        doc_id = ObjectId(application.application_id)
         document = {
-            "_id": ObjectId(application.application_id),
+            "_id": doc_id,
             **application.model_dump(mode="python", exclude={"application_id"}),
-            **new_outbox_fields(events),
-            "idempotency": idempotency,
+            **new_outbox_fields(outbox),
+            **idempotency_fields(idempotency),
         }
         try:
             await self._inserts.submit(InsertOne(document))
         except DuplicateKeyError as error:
-            raise DuplicateApplication(application.posting_id) from error
-        outbox: list[Document] = document[OUTBOX]
-        return outbox
+            raise AlreadyStored(application.application_id) from error
+        return doc_id
+
+    async def update(
+        self, application: Application, outbox: Sequence[OutboxEntry], expected_version: int
+    ) -> ObjectId:
+        doc_id = ObjectId(application.application_id)
+        appended = append_outbox_update(outbox)
+        fields = application.model_dump(mode="python", exclude={"application_id"})
+        result = await self.collection.update_one(
+            {"_id": doc_id, "version": expected_version},
+            {"$set": {**fields, **appended["$set"]}, "$push": appended["$push"]},
+        )
+        if result.modified_count != 1:
+            raise StaleVersion(application.application_id)
+        return doc_id
 
     async def get(self, application_id: str) -> Application | None:
         object_id = object_id_or_none(application_id)
         if object_id is None:
             return None
-        document = await self.collection.find_one({"_id": object_id})
-        return _to_application(document) if document else None
+        document = await self.collection.find_one({"_id": object_id}, projection=NOT_RETURNED)
+        return _application(document) if document else None
 
-    async def find_for(self, candidate_id: str, posting_id: str) -> Document | None:
-        """The candidate's application to the posting, with its idempotency record."""
-        return await self.collection.find_one(
-            {CANDIDATE_ID: candidate_id, "posting_id": posting_id}
+    async def find_for(self, candidate_id: str, posting_id: str) -> Application | None:
+        """The candidate's application to the posting, if any."""
+        document = await self.collection.find_one(
+            {CANDIDATE_ID: candidate_id, "posting_id": posting_id}, projection=NOT_RETURNED
         )
+        return _application(document) if document else None
 
-    async def find_by_idempotency_key(self, candidate_id: str, key: str) -> Document | None:
-        """The application an earlier request with this key created, if any (its
-        `idempotency` is None once the application was anonymised)."""
-        return await self.collection.find_one({"_id": derived_id(candidate_id, key)})
-
-    async def replace_version(
-        self, application: Application, *, expected_version: int, events: list[CloudEvent[Any]]
-    ) -> bool:
-        """Store the next version only if the stored one is still `expected_version`."""
-        outbox = append_outbox_update(events)
-        fields = application.model_dump(mode="python", exclude={"application_id"})
-        result = await self.collection.update_one(
-            {"_id": ObjectId(application.application_id), "version": expected_version},
-            {"$set": {**fields, **outbox["$set"]}, "$push": outbox["$push"]},
+    async def stored_request(self, application_id: str) -> StoredRequest | None:
+        document = await self.collection.find_one(
+            {"_id": ObjectId(application_id)}, projection={"idempotency": 1}
         )
-        return result.modified_count == 1
+        return stored_request_of(document)
+
+    async def list(
+        self,
+        *,
+        candidate_id: str | None = None,
+        org: str | None = None,
+        posting_id: str | None = None,
+        status: ApplicationStatus | None = None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Application]:
+        query: Document = {}
+        if candidate_id is not None:
+            query[CANDIDATE_ID] = candidate_id
+        if org is not None:
+            query["org"] = org
+        if posting_id is not None:
+            query["posting_id"] = posting_id
+        if status is not None:
+            query["status"] = status.value
+        if cursor:
+            query.update(after_cursor("submitted_at", cursor))
+        documents = (
+            await self.collection.find(query, projection=NOT_RETURNED)
+            .sort(NEWEST)
+            .limit(limit + 1)
+            .to_list()
+        )
+        return page_of(documents, limit, "submitted_at", _application)
 
     async def anonymise_candidate(self, candidate_id: str) -> int:
         """Anonymise every application of a candidate (erasure); idempotent."""
@@ -173,8 +208,8 @@ class ApplicationStore:
     async def anonymise_expired(self, cutoff: datetime) -> int:
         """Retention: anonymise the final applications last changed before `cutoff`, of
         candidates who have not applied again since (a new application restarts the clock).
-        (MongoDB's $group with $max would find those candidates in one query; FerretDB v1
-        lacks it, so the check is one indexed lookup per candidate.)"""
+        One indexed lookup per such candidate: `$group` with `$max` would find them in one
+        query, but needs more of the aggregation pipeline than the local server offers."""
         expired = {"status": {"$in": FINAL_STATUSES}, "updated_at": {"$lt": cutoff}}
         not_yet = {"anonymised": {"$ne": True}}
         candidates = await self.collection.distinct(CANDIDATE_ID, {**expired, **not_yet})
@@ -191,36 +226,6 @@ class ApplicationStore:
             anonymised += result.modified_count
         return anonymised
 
-    async def list(
-        self,
-        *,
-        candidate_id: str | None = None,
-        org: str | None = None,
-        posting_id: str | None = None,
-        status: ApplicationStatus | None = None,
-        limit: int,
-        cursor: str | None,
-    ) -> tuple[list[Application], str | None]:
-        query: Document = {}
-        if candidate_id is not None:
-            query[CANDIDATE_ID] = candidate_id
-        if org is not None:
-            query["org"] = org
-        if posting_id is not None:
-            query["posting_id"] = posting_id
-        if status is not None:
-            query["status"] = status.value
-        if cursor:
-            query.update(after_cursor("submitted_at", cursor))
-        documents = (
-            await self.collection.find(query, projection={"outbox": 0})
-            .sort(NEWEST)
-            .limit(limit + 1)
-            .to_list()
-        )
-        page, next_cursor = page_of(documents, limit, "submitted_at")
-        return [_to_application(document) for document in page], next_cursor
-
 
 # How long a posting read for an application may be reused without reading it again.
 POSTING_CACHE_TTL_S = 2.0
@@ -230,12 +235,11 @@ POSTING_CACHE_SIZE = 10_000
 class PostingReadModel:
     """Postings as known from events, keyed by posting id and guarded by version.
 
-    Every application reads its posting, so the postings found are kept in memory for
-    `POSTING_CACHE_TTL_S`: under load most applications go to a few postings, and the read
-    was the route's largest cost after its two writes (bench/README.md). A stored version
-    replaces this process's copy at once; another replica's copy may be that much older.
-    That adds at most two seconds to a view that already follows the postings service by
-    an event's delay. Unknown postings are not kept: a new one is found as soon as stored.
+    Every application reads its posting, and under load most applications go to a few
+    postings, so the postings found are kept in memory for `POSTING_CACHE_TTL_S`. A stored
+    version replaces this process's copy at once; another replica's copy may be that much
+    older, which adds at most two seconds to a view that already follows the postings service
+    by an event's delay. Unknown postings are not kept: a new one is found as soon as stored.
     """
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
@@ -248,10 +252,9 @@ class PostingReadModel:
     async def apply(self, view: PostingView) -> bool:
         """Store `view` unless a version as new or newer is already held; True if stored.
 
-        One atomic upsert: the filter matches only an older version. When the document holds
+        One atomic upsert whose filter matches only an older version: when the document holds
         this version or a newer one, the upsert tries to insert the same `_id` and the unique
-        `_id` index refuses it, which is how "already newer" is detected. So events in any
-        order, or twice, leave the newest version.
+        `_id` index refuses it. So events in any order, or twice, leave the newest version.
         """
         # Neither a read that began before the write nor one that ended during it may leave
         # its copy behind: the count turns away the first, the pop after the write the second.
@@ -281,26 +284,50 @@ class PostingReadModel:
             self._recent[posting_id] = view
         return view
 
+    async def clear(self) -> None:
+        """Forget every posting (before a rebuild from scratch)."""
+        await self.collection.delete_many({})
+
 
 class ErasureRequestStore:
-    """Erasure requests and the confirmations of each service."""
+    """Erasure requests, each with the confirmations of every service."""
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
 
-    async def create(self, request: Document, events: list[CloudEvent[Any]]) -> None:
-        await self.collection.insert_one(
-            {**request, "confirmations": [], **new_outbox_fields(events)}
-        )
+    async def insert(
+        self,
+        request: ErasureRequest,
+        outbox: Sequence[OutboxEntry],
+        idempotency: IdempotencyRecord | None,
+    ) -> str:
+        document = {
+            "_id": request.request_id,
+            **request.model_dump(mode="python", exclude={"request_id"}),
+            **new_outbox_fields(outbox),
+        }
+        await self.collection.insert_one(document)
+        return request.request_id
 
-    async def latest_for(self, candidate_id: str) -> Document | None:
-        return await self.collection.find_one(
-            {"candidate_id": candidate_id}, sort=[("requested_at", DESCENDING)]
-        )
+    async def update(
+        self, request: ErasureRequest, outbox: Sequence[OutboxEntry], expected_version: int
+    ) -> Any:
+        raise NotImplementedError("requests change only by confirmations (confirm)")
 
-    async def confirm(self, request_id: str, confirmation: Document) -> None:
-        """Add one service's confirmation; a redelivered one is the same value, and
-        $addToSet adds it once."""
+    async def latest_for(self, candidate_id: str) -> ErasureRequest | None:
+        document = await self.collection.find_one(
+            {"candidate_id": candidate_id},
+            sort=[("requested_at", DESCENDING)],
+            projection=dict.fromkeys(OUTBOX_FIELDS, 0),
+        )
+        if document is None:
+            return None
+        return ErasureRequest.model_validate({**document, "request_id": document["_id"]})
+
+    async def confirm(self, request_id: str, confirmation: Confirmation) -> None:
+        """Add one service's confirmation; a redelivered one is the same value, and $addToSet
+        adds it once."""
         await self.collection.update_one(
-            {"_id": request_id}, {"$addToSet": {"confirmations": confirmation}}
+            {"_id": request_id},
+            {"$addToSet": {"confirmations": confirmation.model_dump(mode="python")}},
         )

@@ -1,30 +1,26 @@
 """The notifications HTTP API: inbox, preferences, job alerts and webhooks."""
 
-from __future__ import annotations
+from typing import Annotated, Self
 
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict
 
-from hirestream.notifications.delivery import UnsafeWebhookUrl, check_webhook_url
+from hirestream.notifications import services
 from hirestream.notifications.domain import (
+    Alert,
     AlertCriteria,
-    NotificationView,
+    DeliveryAttempt,
+    Notification,
     Preferences,
+    Webhook,
     WebhookRegistration,
-    inbox_recipient,
 )
-from hirestream.notifications.store import (
-    AlertStore,
-    NotificationStore,
-    PreferenceStore,
-    WebhookStore,
-)
+from hirestream.notifications.services import NotificationsUnitOfWork
 from hirestream.shared.events.notifications import Channel
 from hirestream.shared.events.types import UtcDateTime
-from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
-from hirestream.shared.web.problems import Problem
+from hirestream.shared.identity import Principal, Role
+from hirestream.shared.storage.pagination import Page
+from hirestream.shared.web.auth import Authenticated, require_role
 
 Candidate = Annotated[Principal, require_role(Role.CANDIDATE)]
 EmployerOrAdmin = Annotated[Principal, require_role(Role.EMPLOYER, Role.ADMIN)]
@@ -32,9 +28,20 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 
 
-class NotificationPage(BaseModel):
-    items: list[NotificationView]
-    next_cursor: str | None
+class InboxItem(BaseModel):
+    """An inbox item as `GET /notifications` shows it."""
+
+    notification_id: str
+    kind: str
+    subject: str
+    title: str
+    body: str
+    created_at: UtcDateTime
+    read: bool
+
+    @classmethod
+    def of(cls, notification: Notification) -> Self:
+        return cls.model_validate(notification, from_attributes=True)
 
 
 class PreferencesView(BaseModel):
@@ -42,15 +49,23 @@ class PreferencesView(BaseModel):
 
     channels: dict[str, list[Channel]]
 
+    @classmethod
+    def of(cls, preferences: Preferences) -> Self:
+        return cls(channels=preferences.effective())
 
-class Alert(AlertCriteria):
-    model_config = ConfigDict(extra="ignore", frozen=True)  # stored fields beyond the criteria
+
+class AlertView(AlertCriteria):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     alert_id: str
     created_at: UtcDateTime
 
+    @classmethod
+    def of(cls, alert: Alert) -> Self:
+        return cls.model_validate(alert.model_dump())
 
-class Webhook(BaseModel):
+
+class WebhookView(BaseModel):
     """A registration as shown back: never with its secret."""
 
     webhook_id: str
@@ -58,24 +73,9 @@ class Webhook(BaseModel):
     event_types: list[str]
     created_at: UtcDateTime
 
-
-class AlertPage(BaseModel):
-    items: list[Alert]
-    next_cursor: str | None
-
-
-class WebhookPage(BaseModel):
-    items: list[Webhook]
-    next_cursor: str | None
-
-
-class DeliveryAttempt(BaseModel):
-    number: int
-    at: UtcDateTime
-    ok: bool
-    status_code: int | None = None
-    error: str | None = None
-    duration_ms: float | None = None
+    @classmethod
+    def of(cls, webhook: Webhook) -> Self:
+        return cls.model_validate(webhook, from_attributes=True)
 
 
 class Delivery(BaseModel):
@@ -86,117 +86,88 @@ class Delivery(BaseModel):
     attempts: list[DeliveryAttempt]
     created_at: UtcDateTime
 
-
-class DeliveryPage(BaseModel):
-    items: list[Delivery]
-    next_cursor: str | None
-
-
-def _webhook_owner(caller: Principal) -> str:
-    # An employer's webhooks belong to its org (any recruiter of the org manages them).
-    return f"org:{caller.org}" if caller.role is Role.EMPLOYER else f"user:{caller.user_id}"
-
-
-def _alert(document: dict[str, Any]) -> Alert:
-    return Alert.model_validate({**document, "alert_id": str(document["_id"])})
-
-
-def _webhook(document: dict[str, Any]) -> Webhook:
-    return Webhook.model_validate({**document, "webhook_id": str(document["_id"])})
+    @classmethod
+    def of(cls, notification: Notification) -> Self:
+        return cls(
+            delivery_id=notification.notification_id,
+            event_id=notification.source_event_id,
+            event_type=notification.kind,
+            status=notification.status.value,
+            attempts=notification.attempts,
+            created_at=notification.created_at,
+        )
 
 
 def notifications_router(
-    notifications: NotificationStore,
-    preferences: PreferenceStore,
-    alerts: AlertStore,
-    webhooks: WebhookStore,
-    *,
-    allow_private_webhooks: bool,
+    unit_of_work: services.UnitOfWorkFactory, *, allow_private_webhooks: bool
 ) -> APIRouter:
     router = APIRouter()
-
-    def recipient_of(caller: Principal) -> str:
-        return inbox_recipient(caller.role.value, caller.user_id, caller.org)
+    Uow = Annotated[NotificationsUnitOfWork, Depends(unit_of_work)]
 
     @router.get("/notifications", tags=["inbox"], summary="The caller's inbox, newest first")
     async def inbox(
-        caller: Authenticated, limit: Limit = 20, cursor: Cursor = None
-    ) -> NotificationPage:
-        items, next_cursor = await notifications.inbox(
-            recipient_of(caller), limit=limit, cursor=cursor
-        )
-        return NotificationPage(items=items, next_cursor=next_cursor)
+        caller: Authenticated, uow: Uow, limit: Limit = 20, cursor: Cursor = None
+    ) -> Page[InboxItem]:
+        return (await services.inbox(caller, uow, limit=limit, cursor=cursor)).map(InboxItem.of)
 
     @router.post(
         "/notifications/{notification_id}/read", tags=["inbox"], summary="Mark one as read"
     )
-    async def mark_read(notification_id: str, caller: Authenticated) -> NotificationView:
-        marked = await notifications.mark_read(recipient_of(caller), notification_id)
-        if marked is None:
-            raise Problem(404, f"notification {notification_id} is not in your inbox")
-        return marked
+    async def mark_read(notification_id: str, caller: Authenticated, uow: Uow) -> InboxItem:
+        return InboxItem.of(await services.mark_read(caller, notification_id, uow))
 
     @router.get("/preferences", tags=["preferences"], summary="Channels per event kind")
-    async def get_preferences(caller: Authenticated) -> PreferencesView:
-        chosen = await preferences.get(recipient_of(caller))
-        return PreferencesView(channels=chosen.effective())
+    async def get_preferences(caller: Authenticated, uow: Uow) -> PreferencesView:
+        return PreferencesView.of(await services.preferences_of(caller, uow))
 
     @router.put("/preferences", tags=["preferences"], summary="Choose channels per event kind")
-    async def put_preferences(body: Preferences, caller: Authenticated) -> PreferencesView:
-        await preferences.put(recipient_of(caller), body)
-        return PreferencesView(channels=body.effective())
+    async def put_preferences(
+        body: Preferences, caller: Authenticated, uow: Uow
+    ) -> PreferencesView:
+        return PreferencesView.of(await services.choose_preferences(caller, body, uow))
 
     @router.post("/alerts", status_code=201, tags=["alerts"], summary="Save a job search")
-    async def create_alert(body: AlertCriteria, candidate: Candidate, response: Response) -> Alert:
-        document = await alerts.create(candidate.user_id, body)
-        response.headers["Location"] = f"/alerts/{document['_id']}"
-        return _alert(document)
+    async def create_alert(
+        body: AlertCriteria, candidate: Candidate, uow: Uow, response: Response
+    ) -> AlertView:
+        alert = await services.save_alert(candidate, body, uow)
+        response.headers["Location"] = f"/alerts/{alert.alert_id}"
+        return AlertView.of(alert)
 
     @router.get("/alerts", tags=["alerts"], summary="The caller's saved job searches")
     async def list_alerts(
-        candidate: Candidate, limit: Limit = 20, cursor: Cursor = None
-    ) -> AlertPage:
-        documents, next_cursor = await alerts.of_candidate(
-            candidate.user_id, limit=limit, cursor=cursor
-        )
-        return AlertPage(items=[_alert(d) for d in documents], next_cursor=next_cursor)
+        candidate: Candidate, uow: Uow, limit: Limit = 20, cursor: Cursor = None
+    ) -> Page[AlertView]:
+        page = await services.alerts_of(candidate, uow, limit=limit, cursor=cursor)
+        return page.map(AlertView.of)
 
     @router.delete("/alerts/{alert_id}", status_code=204, tags=["alerts"], summary="Delete one")
-    async def delete_alert(alert_id: str, candidate: Candidate) -> Response:
-        if not await alerts.delete(candidate.user_id, alert_id):
-            raise Problem(404, f"alert {alert_id} does not exist")
+    async def delete_alert(alert_id: str, candidate: Candidate, uow: Uow) -> Response:
+        await services.delete_alert(candidate, alert_id, uow)
         return Response(status_code=204)
 
     @router.post("/webhooks", status_code=201, tags=["webhooks"], summary="Register a webhook")
     async def register_webhook(
-        body: WebhookRegistration, caller: EmployerOrAdmin, response: Response
-    ) -> Webhook:
-        try:
-            await check_webhook_url(body.url, allow_private=allow_private_webhooks)
-        except UnsafeWebhookUrl as error:
-            raise Problem(
-                422, f"url: {error}", errors=[{"field": "url", "message": str(error)}]
-            ) from error
-        org = caller.org if caller.role is Role.EMPLOYER else None
-        document = await webhooks.create(_webhook_owner(caller), org, body)
-        response.headers["Location"] = f"/webhooks/{document['_id']}"
-        return _webhook(document)
+        body: WebhookRegistration, caller: EmployerOrAdmin, uow: Uow, response: Response
+    ) -> WebhookView:
+        webhook = await services.register_webhook(
+            caller, body, uow, allow_private=allow_private_webhooks
+        )
+        response.headers["Location"] = f"/webhooks/{webhook.webhook_id}"
+        return WebhookView.of(webhook)
 
     @router.get("/webhooks", tags=["webhooks"], summary="The caller's webhooks")
     async def list_webhooks(
-        caller: EmployerOrAdmin, limit: Limit = 20, cursor: Cursor = None
-    ) -> WebhookPage:
-        documents, next_cursor = await webhooks.of_owner(
-            _webhook_owner(caller), limit=limit, cursor=cursor
-        )
-        return WebhookPage(items=[_webhook(d) for d in documents], next_cursor=next_cursor)
+        caller: EmployerOrAdmin, uow: Uow, limit: Limit = 20, cursor: Cursor = None
+    ) -> Page[WebhookView]:
+        page = await services.webhooks_of(caller, uow, limit=limit, cursor=cursor)
+        return page.map(WebhookView.of)
 
     @router.delete(
         "/webhooks/{webhook_id}", status_code=204, tags=["webhooks"], summary="Delete one"
     )
-    async def delete_webhook(webhook_id: str, caller: EmployerOrAdmin) -> Response:
-        if not await webhooks.delete(_webhook_owner(caller), webhook_id):
-            raise Problem(404, f"webhook {webhook_id} does not exist")
+    async def delete_webhook(webhook_id: str, caller: EmployerOrAdmin, uow: Uow) -> Response:
+        await services.delete_webhook(caller, webhook_id, uow)
         return Response(status_code=204)
 
     @router.get(
@@ -205,24 +176,9 @@ def notifications_router(
         summary="Every delivery to a webhook, newest first, with each attempt",
     )
     async def list_deliveries(
-        webhook_id: str, caller: EmployerOrAdmin, limit: Limit = 20, cursor: Cursor = None
-    ) -> DeliveryPage:
-        if await webhooks.get(_webhook_owner(caller), webhook_id) is None:
-            raise Problem(404, f"webhook {webhook_id} does not exist")
-        documents, next_cursor = await notifications.deliveries(
-            webhook_id, limit=limit, cursor=cursor
-        )
-        items = [
-            Delivery(
-                delivery_id=document["_id"],
-                event_id=document["source_event_id"],
-                event_type=document["kind"],
-                status=document["status"],
-                attempts=[DeliveryAttempt.model_validate(a) for a in document.get("attempts", [])],
-                created_at=document["created_at"],
-            )
-            for document in documents
-        ]
-        return DeliveryPage(items=items, next_cursor=next_cursor)
+        webhook_id: str, caller: EmployerOrAdmin, uow: Uow, limit: Limit = 20, cursor: Cursor = None
+    ) -> Page[Delivery]:
+        page = await services.deliveries_of(caller, webhook_id, uow, limit=limit, cursor=cursor)
+        return page.map(Delivery.of)
 
     return router

@@ -1,5 +1,5 @@
-"""Composition root of the notifications service: settings, clients, routes, consumers,
-and the delivery worker."""
+"""Composition root of the notifications service: settings, clients, stores, the delivery
+worker, routes and handlers."""
 
 from __future__ import annotations
 
@@ -10,16 +10,11 @@ import httpx
 from fastapi import FastAPI
 from pydantic import EmailStr, Field, SecretStr
 
+from hirestream.notifications import handlers
 from hirestream.notifications.api import notifications_router
-from hirestream.notifications.consumers import Notifier, register_consumers
-from hirestream.notifications.delivery import (
-    SEND_CONCURRENCY,
-    DeliveryWorker,
-    RetryPolicy,
-    SmtpMailer,
-    WebhookSender,
-    webhook_transport,
-)
+from hirestream.notifications.delivery import SEND_CONCURRENCY, DeliverySchedule, DeliveryWorker
+from hirestream.notifications.email import SmtpMailer
+from hirestream.notifications.services import NotificationsUnitOfWork
 from hirestream.notifications.store import (
     ALERTS,
     INDEXES,
@@ -32,21 +27,21 @@ from hirestream.notifications.store import (
     PreferenceStore,
     WebhookStore,
 )
-from hirestream.shared.events.applications import (
-    APPLICATION_STATUS_CHANGED,
-    APPLICATION_SUBMITTED,
-)
+from hirestream.notifications.webhooks import WebhookSender, webhook_transport
 from hirestream.shared.events.notifications import NOTIFICATION_DELIVERED
-from hirestream.shared.events.postings import POSTING_CREATED
-from hirestream.shared.events.privacy import CANDIDATE_ERASED, CANDIDATE_ERASURE_REQUESTED
-from hirestream.shared.privacy import ERASURE_INDEXES
-from hirestream.shared.runtime import ServiceRuntime
+from hirestream.shared.events.privacy import CANDIDATE_ERASED
+from hirestream.shared.privacy import ERASURE_INDEXES, ERASURES, Erasure, ErasureLedger
+from hirestream.shared.runtime.clients import ServiceClients
+from hirestream.shared.service_layer.unit_of_work import UnitOfWork
 from hirestream.shared.settings import DatabaseName, Port, ServiceSettings
+from hirestream.shared.web.app import service_app
+
+NAME = "notifications"
 
 
 class NotificationsSettings(ServiceSettings):
     port: Port = 8003
-    mongodb_database: DatabaseName = "notifications"
+    mongodb_database: DatabaseName = NAME
     smtp_from: EmailStr = "notifications@hirestream.dev"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
@@ -61,32 +56,26 @@ class NotificationsSettings(ServiceSettings):
 
 
 def create_app(settings: NotificationsSettings) -> FastAPI:
-    runtime = ServiceRuntime(
-        settings,
-        name="notifications",
-        published=[NOTIFICATION_DELIVERED, CANDIDATE_ERASED],
-        consumed=[
-            POSTING_CREATED,
-            APPLICATION_SUBMITTED,
-            APPLICATION_STATUS_CHANGED,
-            CANDIDATE_ERASURE_REQUESTED,
-        ],
-        indexes=[*INDEXES, ERASURE_INDEXES],
-    )
-    db = runtime.db
+    clients = ServiceClients(settings, name=NAME)
+    clients.publishes(NOTIFICATION_DELIVERED, CANDIDATE_ERASED)
+    clients.needs_indexes(*INDEXES, ERASURE_INDEXES)
+    db = clients.db
     notifications = NotificationStore(db[NOTIFICATIONS])
     preferences = PreferenceStore(db[PREFERENCES])
     alerts = AlertStore(db[ALERTS])
     webhooks = WebhookStore(db[WEBHOOKS])
+    facts = FactStore(db)
+    ledger = ErasureLedger(db[ERASURES])
+    ledger_relay = clients.outbox_relay(ledger.collection)
     # Sends the `notification.delivered` events a delivery could not publish as it ended.
-    runtime.outbox_relay(notifications.collection)
+    clients.outbox_relay(notifications.collection)
+
     http = httpx.AsyncClient(
         transport=webhook_transport(allow_private=settings.webhook_allow_private),
         timeout=settings.webhook_timeout_s,
         follow_redirects=False,
         trust_env=False,
     )
-
     mailer = SmtpMailer(
         host=settings.smtp_host,
         port=settings.smtp_port,
@@ -101,26 +90,32 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         mailer,
         WebhookSender(http, allow_private=settings.webhook_allow_private),
         webhooks.by_id,
-        runtime.publish_event,
-        source=runtime.source,
-        policy=RetryPolicy(
+        clients.publish,
+        source=clients.source,
+        schedule=DeliverySchedule(
             max_attempts=settings.delivery_max_attempts,
             initial_backoff_s=settings.delivery_backoff_initial_s,
             max_backoff_s=settings.delivery_backoff_max_s,
         ),
     )
-    notifier = Notifier(
-        notifications=notifications,
-        preferences=preferences,
-        alerts=alerts,
-        webhooks=webhooks,
-        facts=FactStore(db),
-        publish=runtime.publish_event,
-        worker=worker,
-        erasures=runtime.erasure_ledger(),
-        source=runtime.source,
-    )
-    register_consumers(runtime.broker, notifier)
+
+    def unit_of_work() -> NotificationsUnitOfWork:
+        return NotificationsUnitOfWork(
+            notifications=notifications,
+            preferences=preferences,
+            alerts=alerts,
+            webhooks=webhooks,
+            facts=facts,
+            erasures=ledger,
+            publish=clients.publish,
+            deliveries=worker,
+            source=clients.source,
+        )
+
+    def erasures() -> UnitOfWork[Erasure]:
+        return UnitOfWork(ledger, ledger_relay, source=clients.source)
+
+    clients.subscribe(handlers.subscriptions(unit_of_work, erasures))
 
     @asynccontextmanager
     async def delivery(_: FastAPI) -> AsyncIterator[None]:
@@ -132,16 +127,9 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
             await mailer.close()
             await http.aclose()
 
-    return runtime.http_app(
-        [
-            notifications_router(
-                notifications,
-                preferences,
-                alerts,
-                webhooks,
-                allow_private_webhooks=settings.webhook_allow_private,
-            )
-        ],
+    return service_app(
+        clients,
+        [notifications_router(unit_of_work, allow_private_webhooks=settings.webhook_allow_private)],
         description="Tells people and services what happened: inbox, email, webhooks, alerts.",
-        extra_lifespan=delivery,
+        background=delivery,
     )

@@ -14,6 +14,8 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, NonNegativeInt, field_validator
 
@@ -22,9 +24,16 @@ from hirestream.shared.events.applications import (
     ApplicationStatusChanged,
     ApplicationSubmitted,
 )
-from hirestream.shared.events.notifications import Channel
+from hirestream.shared.events.envelope import CloudEvent
+from hirestream.shared.events.notifications import (
+    NOTIFICATION_DELIVERED,
+    Channel,
+    DeliveryOutcome,
+    NotificationDelivered,
+)
 from hirestream.shared.events.postings import PostingCreated, Seniority, Workplace
 from hirestream.shared.events.types import UtcDateTime, normalised_skills
+from hirestream.shared.identity import Principal, Role
 
 POSTING_CREATED = "posting.created"
 APPLICATION_SUBMITTED = "application.submitted"
@@ -39,8 +48,7 @@ def notification_id(event_id: str, recipient: str, channel: Channel) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{event_id}|{recipient}|{channel.value}"))
 
 
-# Names the ids of `notification.delivered` events (the value predates email and webhooks
-# using it: in-app events had these ids first).
+# Names the ids of `notification.delivered` events.
 _DELIVERED_NAMESPACE = uuid.UUID("5b0f6f55-6c4e-4d43-9a36-2f8f1f0f7d01")
 
 
@@ -320,7 +328,7 @@ SIGNATURE_HEADER = "X-Hirestream-Signature"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, as CONTRACT.md defines it."""
+    """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (docs/api.md, "Webhooks")."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"t={timestamp},v1={digest.hexdigest()}"
 
@@ -358,18 +366,133 @@ class WebhookRegistration(BaseModel):
         return sorted(set(value))
 
 
-class NotificationView(BaseModel):
-    """An inbox item as `GET /notifications` shows it."""
+def inbox_of(caller: Principal) -> str:
+    """Whose inbox a caller reads: an employer reads its org's, everyone else their own."""
+    if caller.role is Role.EMPLOYER and caller.org:
+        return org_recipient(caller.org)
+    return user_recipient(caller.user_id)
+
+
+def webhook_owner(caller: Principal) -> str:
+    """An employer's webhooks belong to its org (any recruiter of the org manages them)."""
+    if caller.role is Role.EMPLOYER:
+        return org_recipient(caller.org or "")
+    return user_recipient(caller.user_id)
+
+
+# ------------------------------------------------------------------------ notifications
+
+
+class DeliveryFailed(Exception):
+    """This attempt did not deliver; the message says why (no addresses, no content)."""
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class DeliveryAttempt(BaseModel):
+    """One try to deliver an email or a webhook notification."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    at: UtcDateTime
+    ok: bool
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+
+
+class Notification(BaseModel):
+    """One notification: for one recipient, on one channel, caused by one event. In-app ones
+    are delivered by being stored (the inbox); email and webhook ones carry their delivery."""
+
+    model_config = ConfigDict(frozen=True)
 
     notification_id: str
+    recipient: str
+    channel: Channel
     kind: str
     subject: str
-    title: str
-    body: str
+    source_event_id: str
+    correlation_id: str | None = None
     created_at: UtcDateTime
-    read: bool
+    title: str | None = None
+    body: str | None = None
+    status: DeliveryStatus
+    read: bool = False  # in-app
+    email: str | None = None  # email: the address
+    webhook_id: str | None = None  # webhook: the registration,
+    payload: str | None = None  # and the CloudEvent it is sent
+    attempts: list[DeliveryAttempt] = Field(default_factory=list)
+    delivery_due_at: UtcDateTime | None = None  # pending: when the worker may take it
+
+    @property
+    def in_app(self) -> bool:
+        return self.channel is Channel.IN_APP
+
+    def delivered_event(
+        self,
+        outcome: DeliveryOutcome,
+        *,
+        attempts: int,
+        at: datetime,
+        source: str,
+        error: str | None = None,
+    ) -> CloudEvent[NotificationDelivered]:
+        """The notification's one `notification.delivered` event, its final outcome. Its id is
+        derived from the notification's, so a copy published again after a crash has the same
+        id. It carries no address or content: the recipient is a user id or an org id."""
+        delivered = NotificationDelivered(
+            notification_id=self.notification_id,
+            channel=self.channel,
+            recipient=self.recipient,
+            kind=self.kind,
+            subject=self.subject,
+            source_event_id=self.source_event_id,
+            outcome=outcome,
+            attempts=attempts,
+            error=error,
+            at=at,
+        )
+        return NOTIFICATION_DELIVERED.new(
+            delivered,
+            source=source,
+            correlation_id=self.correlation_id,
+            event_id=delivered_event_id(self.notification_id),
+            time=at,
+        )
 
 
-def inbox_recipient(role: str, user_id: str, org: str | None) -> str:
-    """Whose inbox a caller reads: an employer reads its org's, everyone else their own."""
-    return org_recipient(org) if role == "employer" and org else user_recipient(user_id)
+class Alert(AlertCriteria):
+    """A candidate's saved search, as stored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    alert_id: str
+    candidate_id: str
+    created_at: UtcDateTime
+
+
+class Webhook(WebhookRegistration):
+    """A webhook registration, as stored (its secret included: never shown back)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    webhook_id: str
+    owner: str
+    org: str | None  # None for an admin's webhook: it receives every org's events
+    created_at: UtcDateTime
+
+
+@dataclass(frozen=True)
+class AnnouncedPosting:
+    """What notifications remembers of a posting from `posting.created`."""
+
+    posting_id: str
+    org: str
+    title: str | None
+    contact_email: str | None

@@ -4,9 +4,9 @@ Collections, their indexes, and what each index serves:
 - `notifications`: every notification, one document per (event, recipient, channel), its id
   derived from those three so a redelivered event inserts nothing new. In-app ones form the
   inbox (`inbox_newest`: recipient, channel, created_at, _id); email and webhook ones carry
-  their delivery state and attempts (`delivery_due`: the delivery worker's queue;
-  `webhook_newest`: a webhook's delivery log); all carry an outbox, which holds a delivery's
-  `notification.delivered` only when the broker was away as it ended (`outbox_due`).
+  their delivery and its attempts (`delivery_due`: the delivery worker's queue;
+  `webhook_newest`: a webhook's delivery log); a delivery's `notification.delivered` waits in
+  its outbox only when the broker was away as it ended (`outbox_due`).
 - `preferences`: one document per recipient (`_id`).
 - `alerts`: saved searches; `anchor` (see domain.AlertCriteria.anchor) selects the few alerts a
   posting can match; `candidate_newest` lists a candidate's alerts.
@@ -18,6 +18,7 @@ Collections, their indexes, and what each index serves:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,26 +31,38 @@ from pymongo.errors import BulkWriteError
 
 from hirestream.notifications.domain import (
     MATCH_ALL,
+    Alert,
     AlertCriteria,
+    AnnouncedPosting,
     ApplicationFacts,
-    NotificationView,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Notification,
     Preferences,
+    Webhook,
     WebhookRegistration,
     posting_keys,
+    user_recipient,
 )
 from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.events.notifications import Channel
 from hirestream.shared.events.postings import PostingCreated
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.messaging.outbox import (
+    OUTBOX_FIELDS,
     OUTBOX_INDEX,
     append_outbox_update,
-    new_outbox_fields,
+    outbox_entry,
 )
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
 from hirestream.shared.storage.group_commit import GroupCommit, Write, bulk_writer
-from hirestream.shared.storage.mongo import CollectionIndexes, Document, object_id_or_none
-from hirestream.shared.storage.pagination import after_cursor, newest_first, page_of
+from hirestream.shared.storage.mongo import (
+    DUPLICATE_KEY,
+    CollectionIndexes,
+    Document,
+    object_id_or_none,
+)
+from hirestream.shared.storage.pagination import Page, after_cursor, newest_first, page_of
 
 NOTIFICATIONS = "notifications"
 PREFERENCES = "preferences"
@@ -58,8 +71,8 @@ WEBHOOKS = "webhooks"
 ANNOUNCED_POSTINGS = "announced_postings"
 APPLICATIONS_SEEN = "applications_seen"
 DUE = "delivery_due_at"
-DUPLICATE_KEY = 11000  # MongoDB's error code for a unique index refusing a write
 NEWEST = newest_first("created_at")
+NOT_RETURNED = dict.fromkeys(OUTBOX_FIELDS, 0)
 
 INDEXES = [
     CollectionIndexes(
@@ -88,7 +101,6 @@ INDEXES = [
     ),
 ]
 
-
 ANONYMOUS_BODY = "A candidate's application (their personal data was erased)."
 
 
@@ -107,13 +119,13 @@ def anonymised_payload(payload: str) -> str:
     return json.dumps(event, separators=(",", ":"))
 
 
-async def _page(
-    collection: AsyncCollection[Document], query: Document, limit: int, cursor: str | None
-) -> tuple[list[Document], str | None]:
-    if cursor:
-        query = {**query, **after_cursor("created_at", cursor)}
-    documents = await collection.find(query).sort(NEWEST).limit(limit + 1).to_list()
-    return page_of(documents, limit, "created_at")
+def _document(notification: Notification) -> Document:
+    fields = notification.model_dump(mode="python", exclude_none=True)
+    return {"_id": fields.pop("notification_id"), **fields}
+
+
+def _notification(document: Document) -> Notification:
+    return Notification.model_validate({**document, "notification_id": document["_id"]})
 
 
 class NotificationStore:
@@ -123,62 +135,67 @@ class NotificationStore:
         self.collection = collection
         self._updates: GroupCommit[Write, None] = GroupCommit(bulk_writer(collection))
 
-    async def create(self, documents: list[Document]) -> tuple[list[Document], list[Any]]:
+    async def create(
+        self, notifications: Sequence[Notification]
+    ) -> tuple[list[Notification], list[str]]:
         """Insert each notification once, all in one round trip. Returns the ones that were
         new, and the ids of those that existed already (a redelivered event): the unique `_id`
         refused them and they are left as they are."""
-        if not documents:
+        if not notifications:
             return [], []
-        # No events go with them: a new email or webhook delivery has none yet, and an in-app
-        # notification's event is published by the consumer itself (see consumers.py).
-        stored = [{**document, **new_outbox_fields([])} for document in documents]
         try:
             # Unordered: one existing notification does not stop the others.
-            await self.collection.insert_many(stored, ordered=False)
+            await self.collection.insert_many(
+                [_document(notification) for notification in notifications], ordered=False
+            )
         except BulkWriteError as error:
             errors = error.details.get("writeErrors", [])
             existing = {e["index"] for e in errors if e.get("code") == DUPLICATE_KEY}
             if len(existing) < len(errors):
                 raise
-            made = [document for i, document in enumerate(stored) if i not in existing]
-            return made, [stored[i]["_id"] for i in sorted(existing)]
-        return stored, []
+            made = [n for i, n in enumerate(notifications) if i not in existing]
+            return made, [notifications[i].notification_id for i in sorted(existing)]
+        return list(notifications), []
 
-    async def stored(self, notification_ids: list[Any]) -> list[Document]:
-        """The stored notifications among these ids (a redelivered event's), in that order."""
-        found = await self.get_many(notification_ids)
-        return [found[id_] for id_ in notification_ids if id_ in found]
+    async def get_many(self, notification_ids: list[str]) -> dict[str, Notification]:
+        """The notifications of these ids that exist, by id: one query for a batch."""
+        found = self.collection.find({"_id": {"$in": notification_ids}}, projection=NOT_RETURNED)
+        return {document["_id"]: _notification(document) async for document in found}
 
-    async def inbox(
-        self, recipient: str, *, limit: int, cursor: str | None
-    ) -> tuple[list[NotificationView], str | None]:
+    async def inbox(self, recipient: str, *, limit: int, cursor: str | None) -> Page[Notification]:
         query: Document = {"recipient": recipient, "channel": Channel.IN_APP.value}
-        if cursor:
-            query.update(after_cursor("created_at", cursor))
-        documents = await self.collection.find(query).sort(NEWEST).limit(limit + 1).to_list()
-        page, next_cursor = page_of(documents, limit, "created_at")
-        return [
-            NotificationView.model_validate({**doc, "notification_id": doc["_id"]}) for doc in page
-        ], next_cursor
+        return await self._page(query, limit, cursor)
 
-    async def mark_read(self, recipient: str, notification_id: str) -> NotificationView | None:
+    async def deliveries(
+        self, webhook_id: str, *, limit: int, cursor: str | None
+    ) -> Page[Notification]:
+        return await self._page({"webhook_id": webhook_id}, limit, cursor)
+
+    async def _page(self, query: Document, limit: int, cursor: str | None) -> Page[Notification]:
+        if cursor:
+            query = {**query, **after_cursor("created_at", cursor)}
+        documents = (
+            await self.collection.find(query, projection=NOT_RETURNED)
+            .sort(NEWEST)
+            .limit(limit + 1)
+            .to_list()
+        )
+        return page_of(documents, limit, "created_at", _notification)
+
+    async def mark_read(self, recipient: str, notification_id: str) -> Notification | None:
         document = await self.collection.find_one_and_update(
             {"_id": notification_id, "recipient": recipient, "channel": Channel.IN_APP.value},
             {"$set": {"read": True}},
+            projection=NOT_RETURNED,
             return_document=ReturnDocument.AFTER,
         )
-        if document is None:
-            return None
-        return NotificationView.model_validate({**document, "notification_id": document["_id"]})
+        return _notification(document) if document else None
 
-    async def claim_due(self, *, now: datetime, lease: timedelta, limit: int) -> list[Document]:
-        """Take up to `limit` email or webhook deliveries that are due, for `lease`; fewer
-        when other workers took some of those found first.
-
-        One read for the batch, then a compare-and-set by `_id` on each due time read, rather
-        than findAndModify with a sort per delivery: most polls find nothing, a read does not
-        queue behind writes, and on FerretDB v1 each query that is not a lookup by `_id` reads
-        the whole collection (bench/README.md)."""
+    async def claim_due(self, *, now: datetime, lease: timedelta, limit: int) -> list[Notification]:
+        """Take up to `limit` email or webhook deliveries that are due, for `lease`; fewer when
+        other workers took some of those found first. One read for the batch, then a
+        compare-and-set by `_id` on each due time read: most polls find nothing, and a read
+        does not queue behind writes as a findAndModify with a sort would."""
         found = (
             await self.collection.find({DUE: {"$lte": now}}, projection={DUE: 1})
             .sort(DUE, 1)
@@ -189,80 +206,64 @@ class NotificationStore:
             await self.claim(document["_id"], due_at=document[DUE], until=now + lease)
             for document in found
         ]
-        return [document for document in claimed if document is not None]
-
-    async def get_many(self, notification_ids: list[Any]) -> dict[Any, Document]:
-        """The notifications of these ids that exist, by id: one query for a batch."""
-        found = self.collection.find({"_id": {"$in": notification_ids}})
-        return {document["_id"]: document async for document in found}
+        return [notification for notification in claimed if notification is not None]
 
     async def claim(
-        self, notification_id: Any, *, due_at: datetime, until: datetime
-    ) -> Document | None:
+        self, notification_id: str, *, due_at: datetime, until: datetime
+    ) -> Notification | None:
         """Lease one delivery until `until` if its due time is still `due_at` (nobody took it
         meanwhile, and it is not done); the delivery, or None."""
-        return await self.collection.find_one_and_update(
+        document = await self.collection.find_one_and_update(
             {"_id": notification_id, DUE: due_at},
             {"$set": {DUE: until}},
+            projection=NOT_RETURNED,
             return_document=ReturnDocument.AFTER,
         )
+        return _notification(document) if document else None
 
     async def record_attempt(
         self,
-        notification_id: Any,
-        attempt: Document,
+        notification_id: str,
+        attempt: DeliveryAttempt,
         *,
         retry_at: datetime | None,
-        final_status: str | None,
-        events: list[CloudEvent[Any]],
+        final_status: DeliveryStatus | None,
+        owed: list[CloudEvent[Any]],
     ) -> None:
         """One attempt's outcome: retry later, or the final status (with its event in the
         outbox when it could not be published). Attempts recorded at the same time leave in
         one command."""
-        update: Document = {"$push": {"attempts": attempt}}
+        update: Document = {"$push": {"attempts": attempt.model_dump(mode="python")}}
         if final_status is None:
             update["$set"] = {DUE: retry_at}
         else:
-            update["$set"] = {DUE: None, "status": final_status}
-            if events:
-                outbox = append_outbox_update(events)
-                update["$set"].update(outbox["$set"])
-                update["$push"].update(outbox["$push"])
+            update["$set"] = {DUE: None, "status": final_status.value}
+            if owed:
+                appended = append_outbox_update([outbox_entry(event) for event in owed])
+                update["$set"].update(appended["$set"])
+                update["$push"].update(appended["$push"])
         await self._updates.submit(UpdateOne({"_id": notification_id}, update))
 
     async def anonymise_candidate(self, candidate_id: str, application_ids: list[str]) -> int:
         """Erasure: no address of the candidate, no name in anyone's notification about their
         applications, no personal data in stored webhook payloads. Idempotent."""
-        changed = 0
         result = await self.collection.update_many(
-            {"recipient": f"user:{candidate_id}", "email": {"$ne": None}},
+            {"recipient": user_recipient(candidate_id), "email": {"$ne": None}},
             {"$set": {"email": None}},
         )
-        changed += result.modified_count
+        changed = result.modified_count
         if not application_ids:
             return changed
-        about = self.collection.find({"subject": {"$in": application_ids}})
-        async for document in about:
+        async for document in self.collection.find({"subject": {"$in": application_ids}}):
             update: Document = {}
             if not document["recipient"].startswith("user:"):
                 update["body"] = ANONYMOUS_BODY
-                if document.get("email"):
-                    update["email"] = document["email"]  # the employer's address stays
             if document.get("payload"):
                 update["payload"] = anonymised_payload(document["payload"])
-            if update and any(document.get(k) != v for k, v in update.items()):
+            if any(document.get(name) != value for name, value in update.items()):
                 await self.collection.update_one({"_id": document["_id"]}, {"$set": update})
                 changed += 1
         return changed
-
-    async def deliveries(
-        self, webhook_id: str, *, limit: int, cursor: str | None
-    ) -> tuple[list[Document], str | None]:
-        query: Document = {"webhook_id": webhook_id}
-        if cursor:
-            query.update(after_cursor("created_at", cursor))
-        documents = await self.collection.find(query).sort(NEWEST).limit(limit + 1).to_list()
-        return page_of(documents, limit, "created_at")
 
 
 class PreferenceStore:
@@ -276,8 +277,8 @@ class PreferenceStore:
         document = await self.collection.find_one({"_id": recipient})
         return _preferences(document) if document else Preferences()
 
-    async def get_many(self, recipients: list[str]) -> dict[str, Preferences]:
-        found = self.collection.find({"_id": {"$in": recipients}})
+    async def get_many(self, recipients: Sequence[str]) -> dict[str, Preferences]:
+        found = self.collection.find({"_id": {"$in": list(recipients)}})
         return {document["_id"]: _preferences(document) async for document in found}
 
     async def put(self, recipient: str, preferences: Preferences) -> None:
@@ -296,11 +297,27 @@ def _preferences(document: Document) -> Preferences:
     )
 
 
+def _alert(document: Document) -> Alert:
+    return Alert.model_validate({**document, "alert_id": str(document["_id"])})
+
+
+def _webhook(document: Document) -> Webhook:
+    return Webhook.model_validate({**document, "webhook_id": str(document["_id"])})
+
+
+async def _newest_page(
+    collection: AsyncCollection[Document], query: Document, limit: int, cursor: str | None
+) -> list[Document]:
+    if cursor:
+        query = {**query, **after_cursor("created_at", cursor)}
+    return await collection.find(query).sort(NEWEST).limit(limit + 1).to_list()
+
+
 class AlertStore:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
 
-    async def create(self, candidate_id: str, criteria: AlertCriteria) -> Document:
+    async def create(self, candidate_id: str, criteria: AlertCriteria) -> Alert:
         document = {
             "_id": ObjectId(),
             "candidate_id": candidate_id,
@@ -309,12 +326,13 @@ class AlertStore:
             "created_at": utc_now(),
         }
         await self.collection.insert_one(document)
-        return document
+        return _alert(document)
 
     async def of_candidate(
         self, candidate_id: str, *, limit: int, cursor: str | None
-    ) -> tuple[list[Document], str | None]:
-        return await _page(self.collection, {"candidate_id": candidate_id}, limit, cursor)
+    ) -> Page[Alert]:
+        found = await _newest_page(self.collection, {"candidate_id": candidate_id}, limit, cursor)
+        return page_of(found, limit, "created_at", _alert)
 
     async def delete(self, candidate_id: str, alert_id: str) -> bool:
         object_id = object_id_or_none(alert_id)
@@ -328,19 +346,13 @@ class AlertStore:
         result = await self.collection.delete_many({"candidate_id": candidate_id})
         return result.deleted_count
 
-    async def matching(self, posting: PostingCreated) -> list[tuple[str, str | None]]:
-        """(candidate id, alert email) of every alert the posting matches. Reads only the
-        alerts anchored on one of the posting's keys (index `anchor`), then checks each
-        alert's every criterion."""
+    async def matching(self, posting: PostingCreated) -> list[Alert]:
+        """Every alert the posting matches. Reads only the alerts anchored on one of the
+        posting's keys (index `anchor`), then checks each alert's every criterion."""
         anchors = [*posting_keys(posting), MATCH_ALL]
-        matches = []
-        async for document in self.collection.find({"anchor": {"$in": anchors}}):
-            criteria = AlertCriteria.model_validate(
-                {name: document.get(name) for name in AlertCriteria.model_fields}
-            )
-            if criteria.matches(posting):
-                matches.append((document["candidate_id"], criteria.email))
-        return matches
+        found = self.collection.find({"anchor": {"$in": anchors}})
+        alerts = [_alert(document) async for document in found]
+        return [alert for alert in alerts if alert.matches(posting)]
 
 
 class WebhookStore:
@@ -349,31 +361,32 @@ class WebhookStore:
 
     async def create(
         self, owner: str, org: str | None, registration: WebhookRegistration
-    ) -> Document:
+    ) -> Webhook:
         document = {
             "_id": ObjectId(),
             "owner": owner,
-            "org": org,  # None for an admin's webhook: it receives every org's events
+            "org": org,
             **registration.model_dump(),
             "created_at": utc_now(),
         }
         await self.collection.insert_one(document)
-        return document
+        return _webhook(document)
 
-    async def of_owner(
-        self, owner: str, *, limit: int, cursor: str | None
-    ) -> tuple[list[Document], str | None]:
-        return await _page(self.collection, {"owner": owner}, limit, cursor)
+    async def of_owner(self, owner: str, *, limit: int, cursor: str | None) -> Page[Webhook]:
+        found = await _newest_page(self.collection, {"owner": owner}, limit, cursor)
+        return page_of(found, limit, "created_at", _webhook)
 
-    async def get(self, owner: str, webhook_id: str) -> Document | None:
+    async def get(self, owner: str, webhook_id: str) -> Webhook | None:
         object_id = object_id_or_none(webhook_id)
         if object_id is None:
             return None
-        return await self.collection.find_one({"_id": object_id, "owner": owner})
+        document = await self.collection.find_one({"_id": object_id, "owner": owner})
+        return _webhook(document) if document else None
 
-    async def by_id(self, webhook_id: str) -> Document | None:
+    async def by_id(self, webhook_id: str) -> Webhook | None:
         object_id = object_id_or_none(webhook_id)
-        return None if object_id is None else await self.collection.find_one({"_id": object_id})
+        document = None if object_id is None else await self.collection.find_one({"_id": object_id})
+        return _webhook(document) if document else None
 
     async def delete(self, owner: str, webhook_id: str) -> bool:
         object_id = object_id_or_none(webhook_id)
@@ -382,10 +395,10 @@ class WebhookStore:
         result = await self.collection.delete_one({"_id": object_id, "owner": owner})
         return result.deleted_count == 1
 
-    async def subscribed(self, kind: str, orgs: set[str]) -> list[Document]:
+    async def subscribed(self, kind: str, orgs: set[str]) -> list[Webhook]:
         """The webhooks that want `kind` from any of these orgs, and the admins' (org None)."""
         query = {"event_types": kind, "org": {"$in": [*sorted(orgs), None]}}
-        return await self.collection.find(query).to_list()
+        return [_webhook(document) async for document in self.collection.find(query)]
 
 
 class FactStore:
@@ -413,9 +426,17 @@ class FactStore:
         )
         return result.upserted_id is not None
 
-    async def postings_by_id(self, posting_ids: set[str]) -> dict[str, Document]:
+    async def postings_by_id(self, posting_ids: set[str]) -> dict[str, AnnouncedPosting]:
         found = self.postings.find({"_id": {"$in": sorted(posting_ids)}})
-        return {document["_id"]: document async for document in found}
+        return {
+            document["_id"]: AnnouncedPosting(
+                posting_id=document["_id"],
+                org=document.get("org", ""),
+                title=document.get("title"),
+                contact_email=document.get("contact_email"),
+            )
+            async for document in found
+        }
 
     async def remember_applications(self, facts: list[ApplicationFacts]) -> None:
         """Record each application's facts once; those already known stay as they are (an
@@ -444,7 +465,6 @@ class FactStore:
         document = await self.applications.find_one({"_id": application_id})
         if document is None:
             return None
-        # .get: FerretDB leaves out the None fields of a $setOnInsert upsert.
         return ApplicationFacts(
             application_id=application_id,
             candidate_id=document["candidate_id"],

@@ -1,47 +1,35 @@
-"""The postings HTTP API: parse, authorise, call the domain and the store, shape responses."""
-
-from __future__ import annotations
+"""The postings HTTP API: parse, authorise, call one use case, shape the response."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict
 
-from hirestream.postings.domain import (
-    Posting,
-    PostingChanges,
-    PostingDraft,
-    PostingIsClosed,
-    PostingSearch,
+from hirestream.postings import services
+from hirestream.postings.domain import Posting, PostingChanges, PostingDraft, PostingSearch
+from hirestream.postings.services import (
+    ChangePosting,
+    ClosePosting,
+    IfMatch,
+    PostingsUnitOfWork,
+    PublishPosting,
+    UnitOfWorkFactory,
 )
-from hirestream.postings.store import PostingExists, PostingStore
 from hirestream.shared.events.postings import (
-    POSTING_CLOSED,
-    POSTING_CREATED,
-    POSTING_UPDATED,
     CloseReason,
     EmploymentType,
     PostingStatus,
     Seniority,
     Workplace,
 )
-from hirestream.shared.events.types import utc_now
-from hirestream.shared.messaging.outbox import OutboxRelay
-from hirestream.shared.web.auth import Authenticated, Principal, Role, require_role
-from hirestream.shared.web.idempotency import (
-    IdempotencyKey,
-    first_response,
-    new_id,
-    replay,
-    request_hash,
-)
+from hirestream.shared.identity import Principal, Role
+from hirestream.shared.storage.pagination import Page
+from hirestream.shared.web.auth import Authenticated, require_role
+from hirestream.shared.web.idempotency import REPLAYED_HEADER, IdempotencyKey, idempotent
 from hirestream.shared.web.problems import Problem
 
 Employer = Annotated[Principal, require_role(Role.EMPLOYER)]
 EmployerOrAdmin = Annotated[Principal, require_role(Role.EMPLOYER, Role.ADMIN)]
-
-# How often a close retries when a concurrent change moved the version under it.
-CLOSE_ATTEMPTS = 3
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -57,11 +45,6 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"description": described[code]} for code in codes}
 
 
-class PostingPage(BaseModel):
-    items: list[Posting]
-    next_cursor: str | None
-
-
 class CloseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -72,20 +55,38 @@ def etag(posting: Posting) -> str:
     return f'"{posting.version}"'
 
 
-def matches_if_match(if_match: str, posting: Posting) -> bool:
+def if_match_of(header: str | None) -> IfMatch | None:
     """RFC 9110 If-Match: `*`, or a list of strong entity tags (weak ones never match)."""
-    tags = [tag.strip() for tag in if_match.split(",")]
-    return "*" in tags or etag(posting) in tags
+    if header is None:
+        return None
+    tags = [tag.strip() for tag in header.split(",")]
+    versions = {
+        int(tag[1:-1])
+        for tag in tags
+        if len(tag) > 2 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit()
+    }
+    return IfMatch(frozenset(versions), any_version="*" in tags)
 
 
-def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> APIRouter:
+def posting_response(
+    posting: Posting, *, status_code: int = 200, replayed: bool = False
+) -> Response:
+    headers = {"ETag": etag(posting)}
+    if status_code == 201:
+        headers["Location"] = f"/postings/{posting.posting_id}"
+    if replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(
+        posting.json_bytes(),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     router = APIRouter(prefix="/postings", tags=["postings"])
-
-    async def load(posting_id: str) -> Posting:
-        posting = await store.get(posting_id)
-        if posting is None:
-            raise Problem(404, f"posting {posting_id} does not exist")
-        return posting
+    Uow = Annotated[PostingsUnitOfWork, Depends(unit_of_work)]
 
     @router.post(
         "",
@@ -95,37 +96,18 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
         response_model=Posting,
     )
     async def create_posting(
-        draft: PostingDraft,
-        employer: Employer,
-        request: Request,
-        idempotency_key: IdempotencyKey = None,
+        draft: PostingDraft, employer: Employer, uow: Uow, idempotency_key: IdempotencyKey = None
     ) -> Response:
         assert employer.org is not None  # guaranteed for employers by the token check
-        fingerprint = request_hash({"org": employer.org, "draft": draft.model_dump(mode="json")})
-        posting, created = Posting.publish(
-            draft,
-            posting_id=new_id(employer.user_id, idempotency_key),
-            org=employer.org,
-            now=utc_now(),
+        request = idempotent(
+            employer.user_id,
+            idempotency_key,
+            {"org": employer.org, "draft": draft.model_dump(mode="json")},
         )
-        event = POSTING_CREATED.new(
-            created, source=source, correlation_id=request.state.correlation_id
+        published = await services.publish_posting(
+            PublishPosting(draft, employer.org, request), uow
         )
-        body = posting.__pydantic_serializer__.to_json(posting)
-        headers = {"Location": f"/postings/{posting.posting_id}", "ETag": etag(posting)}
-        idempotency = first_response(
-            idempotency_key, fingerprint, status=201, headers=headers, body=body
-        )
-        try:
-            outbox = await store.insert(posting, [event], idempotency=idempotency)
-        except PostingExists:
-            assert idempotency_key is not None  # only a key's derived id can be taken
-            first = await store.response_for_key(employer.user_id, idempotency_key)
-            if first is None:  # no record beside the id: nothing to replay, nothing created
-                raise Problem(409, "this Idempotency-Key was used before") from None
-            return replay(first, fingerprint)
-        relay.notify(store.document_id(posting.posting_id), written=outbox)
-        return Response(body, status_code=201, media_type="application/json", headers=headers)
+        return posting_response(published.posting, status_code=201, replayed=published.replayed)
 
     @router.get(
         "",
@@ -134,6 +116,7 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
     )
     async def list_postings(
         _: Authenticated,
+        uow: Uow,
         q: Annotated[str | None, Query(max_length=200, description="words, all present")] = None,
         skills: Annotated[
             str | None, Query(max_length=500, description="comma list, all required")
@@ -148,7 +131,7 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
         status: PostingStatus = PostingStatus.OPEN,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> PostingPage:
+    ) -> Page[Posting]:
         try:
             search = PostingSearch.from_query(
                 q=q,
@@ -164,80 +147,43 @@ def postings_router(store: PostingStore, relay: OutboxRelay, *, source: str) -> 
             )
         except ValueError as error:
             raise Problem(422, f"invalid search: {error}") from error
-        items, next_cursor = await store.search(search, limit=limit, cursor=cursor)
-        return PostingPage(items=items, next_cursor=next_cursor)
+        return await services.search_postings(search, uow, limit=limit, cursor=cursor)
 
-    @router.get("/{posting_id}", summary="One posting", responses=_responses(401, 404))
-    async def get_posting(posting_id: str, _: Authenticated, response: Response) -> Posting:
-        posting = await load(posting_id)
-        response.headers["ETag"] = etag(posting)
-        return posting
+    @router.get(
+        "/{posting_id}",
+        summary="One posting",
+        responses=_responses(401, 404),
+        response_model=Posting,
+    )
+    async def get_posting(posting_id: str, _: Authenticated, uow: Uow) -> Response:
+        return posting_response(await services.get_posting(posting_id, uow))
 
     @router.patch(
         "/{posting_id}",
         summary="Change an open posting (owning employer); posting.updated follows",
         responses=_responses(401, 403, 404, 409, 412, 422, 428),
+        response_model=Posting,
     )
     async def change_posting(
         posting_id: str,
         changes: PostingChanges,
         employer: Employer,
-        request: Request,
-        response: Response,
+        uow: Uow,
         if_match: Annotated[str | None, Header()] = None,
-    ) -> Posting:
-        posting = await load(posting_id)
-        if not posting.owned_by(employer.org):
-            raise Problem(403, "only the employer that owns this posting may change it")
-        if if_match is None:
-            raise Problem(428, "send If-Match with the ETag of the version you changed")
-        if not matches_if_match(if_match, posting):
-            raise Problem(412, f"the posting is at version {posting.version} now")
-        try:
-            changed, updated = posting.change(changes, now=utc_now())
-        except PostingIsClosed as error:
-            raise Problem(409, "a closed posting cannot be changed") from error
-        if updated is not None:
-            event = POSTING_UPDATED.new(
-                updated, source=source, correlation_id=request.state.correlation_id
-            )
-            if not await store.replace_version(
-                changed, expected_version=posting.version, events=[event]
-            ):
-                raise Problem(412, "the posting changed meanwhile; fetch it and try again")
-            relay.notify(store.document_id(posting_id))
-        response.headers["ETag"] = etag(changed)
-        return changed
+    ) -> Response:
+        command = ChangePosting(posting_id, changes, employer.org, if_match_of(if_match))
+        return posting_response(await services.change_posting(command, uow))
 
     @router.post(
         "/{posting_id}/close",
         summary="Close a posting (owning employer, or admin); posting.closed follows",
         responses=_responses(401, 403, 404, 409, 422),
+        response_model=Posting,
     )
     async def close_posting(
-        posting_id: str,
-        body: CloseRequest,
-        caller: EmployerOrAdmin,
-        request: Request,
-        response: Response,
-    ) -> Posting:
-        for _ in range(CLOSE_ATTEMPTS):
-            posting = await load(posting_id)
-            if not (caller.is_admin or posting.owned_by(caller.org)):
-                raise Problem(403, "only the employer that owns this posting may close it")
-            try:
-                closed, event = posting.close(body.reason, now=utc_now())
-            except PostingIsClosed as error:
-                raise Problem(409, "the posting is already closed") from error
-            envelope = POSTING_CLOSED.new(
-                event, source=source, correlation_id=request.state.correlation_id
-            )
-            if await store.replace_version(
-                closed, expected_version=posting.version, events=[envelope]
-            ):
-                relay.notify(store.document_id(posting_id))
-                response.headers["ETag"] = etag(closed)
-                return closed
-        raise Problem(409, "the posting keeps changing; try again", headers={"Retry-After": "1"})
+        posting_id: str, body: CloseRequest, caller: EmployerOrAdmin, uow: Uow
+    ) -> Response:
+        command = ClosePosting(posting_id, body.reason, caller.org, caller.is_admin)
+        return posting_response(await services.close_posting(command, uow))
 
     return router

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from hirestream.shared.devtoken import mint_token
-from hirestream.shared.web.auth import Role
+from hirestream.shared.identity import Role
 
 DESCRIPTION = (
     "Join the platform team that runs our event-driven hiring marketplace. You will design "

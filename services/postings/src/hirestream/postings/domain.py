@@ -164,6 +164,10 @@ class Posting(PostingDraft):
     def owned_by(self, org: str | None) -> bool:
         return org is not None and org == self.org
 
+    def json_bytes(self) -> bytes:
+        """The posting as the API returns it (kept as first returned for an idempotent retry)."""
+        return self.model_dump_json().encode()
+
     @classmethod
     def publish(
         cls, draft: PostingDraft, *, posting_id: str, org: str, now: datetime

@@ -1,1 +1,1 @@
-"""Event envelope and payload models: the data on the Kafka topics (CONTRACT.md, "Events")."""
+"""Event envelope and payload models: the data on the Kafka topics (docs/events.md)."""

@@ -1,4 +1,4 @@
-"""Payloads of the `application.*` events (CONTRACT.md, "Payloads")."""
+"""Payloads of the `application.*` events (docs/events.md)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from hirestream.shared.events.applications import (
     APPLICATION_STATUS_CHANGED,
     APPLICATION_SUBMITTED,
@@ -32,6 +34,14 @@ EVENT_TYPES: tuple[EventType[Any], ...] = (
 )
 
 BY_NAME = {event_type.name: event_type for event_type in EVENT_TYPES}
+_BY_PAYLOAD: dict[type[BaseModel], EventType[Any]] = {
+    event_type.payload: event_type for event_type in EVENT_TYPES
+}
+
+
+def event_type_of(payload: BaseModel) -> EventType[Any]:
+    """The event type whose `data` this payload is: each payload model belongs to one."""
+    return _BY_PAYLOAD[type(payload)]
 
 
 def schema_path(event_type: EventType[Any]) -> Path:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hirestream.shared.events.types import UtcDateTime, utc_now
 
@@ -93,17 +93,33 @@ class EventType(Generic[PayloadT]):
             data=data,
         )
 
+    @property
+    def envelope(self) -> type[CloudEvent[PayloadT]]:
+        """The envelope model of this event type (what consumers' handlers are typed with)."""
+        return CloudEvent[self.payload]  # type: ignore[name-defined]
+
     def parse(self, value: bytes | str) -> CloudEvent[PayloadT]:
-        """Validate a record value as this event type; raises pydantic.ValidationError."""
-        event: CloudEvent[PayloadT] = CloudEvent[self.payload].model_validate_json(value)  # type: ignore[name-defined]
+        """Validate a record value as this event type; InvalidEvent says why it is not one."""
+        try:
+            event = self.envelope.model_validate_json(value)
+        except ValidationError as error:
+            raise InvalidEvent(describe_invalid(error)) from None
         if event.type != self.name:
-            raise WrongEventType(expected=self.name, actual=event.type)
+            raise InvalidEvent(f"event type {event.type!r} on the topic of {self.name!r}")
         return event
 
 
-class WrongEventType(ValueError):
-    def __init__(self, *, expected: str, actual: str) -> None:
-        super().__init__(f"event type {actual!r} on the topic of {expected!r}")
+class InvalidEvent(ValueError):
+    """A record that is not a valid event of its topic's type; the message says why without
+    echoing the value (it may hold personal data)."""
+
+
+def describe_invalid(error: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(part) for part in item['loc']) or 'value'}: {item['msg']}"
+        for item in error.errors(include_input=False, include_url=False)
+    ]
+    return "invalid event: " + "; ".join(problems)
 
 
 def serialize(event: CloudEvent[Any]) -> bytes:

@@ -1,4 +1,4 @@
-"""Payload of `notification.delivered` (CONTRACT.md, "Events on Kafka")."""
+"""Payload of `notification.delivered` (docs/events.md)."""
 
 from __future__ import annotations
 

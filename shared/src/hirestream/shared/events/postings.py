@@ -1,4 +1,4 @@
-"""Payloads of the `posting.*` events (CONTRACT.md, "Payloads").
+"""Payloads of the `posting.*` events (docs/events.md).
 
 These models say what is on the wire, for producers and consumers alike. The rules a new posting
 must satisfy (lengths, salary bounds) live in the postings service's domain, not here.

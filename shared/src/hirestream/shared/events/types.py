@@ -32,7 +32,7 @@ def utc_now() -> datetime:
 
 
 def normalised_skills(skills: list[str]) -> list[str]:
-    """Skills as events carry them (CONTRACT.md): lowercase, trimmed, inner spaces collapsed,
+    """Skills as events carry them (docs/events.md): lowercase, trimmed, inner spaces collapsed,
     empty ones dropped, first occurrence kept."""
     cleaned = (" ".join(skill.split()).lower() for skill in skills)
     return list(dict.fromkeys(skill for skill in cleaned if skill))

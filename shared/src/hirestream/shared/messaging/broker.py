@@ -1,23 +1,32 @@
-"""One place that builds the FastStream Kafka broker the way every service needs it.
+"""The FastStream Kafka broker, built the same way for every service.
 
 Producers: `acks=all` and idempotence, so an acknowledged event survives a broker failure and a
-producer retry never writes it twice. Consumers (see `consuming.py`): an explicit group id, and
-offsets committed only after the handler finished, never before.
+producer retry never writes it twice. Every subscriber gets the dead-letter middleware; every
+record received and published is counted by FastStream's Prometheus middleware.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+from functools import partial
 
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.security import (
     BaseSecurity,
     SASLPlaintext,
     SASLScram256,
     SASLScram512,
 )
+from prometheus_client import REGISTRY
 
+from hirestream.shared.messaging.dead_letters import (
+    DeadLetterMiddleware,
+    DeadLetters,
+    HandlerRetries,
+)
+from hirestream.shared.metrics import METRICS_PREFIX
 from hirestream.shared.settings import KafkaSaslMechanism, KafkaSecurityProtocol, ServiceSettings
 
 
@@ -40,20 +49,40 @@ def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
     return sasl_class(username, password, ssl_context=context, use_ssl=use_ssl)
 
 
-def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
-    return KafkaBroker(
-        # A list: given the comma-separated string whole, aiokafka takes it for one host name.
-        [server.strip() for server in settings.kafka_bootstrap_servers.split(",")],
+def bootstrap_servers(settings: ServiceSettings) -> list[str]:
+    # A list: given the comma-separated string whole, aiokafka takes it for one host name.
+    return [server.strip() for server in settings.kafka_bootstrap_servers.split(",")]
+
+
+def kafka_metrics() -> KafkaPrometheusMiddleware:
+    """FastStream's counts and durations of records received and published."""
+    return KafkaPrometheusMiddleware(registry=REGISTRY, metrics_prefix=METRICS_PREFIX)
+
+
+def make_broker(
+    settings: ServiceSettings, *, client_id: str, retries: HandlerRetries | None = None
+) -> KafkaBroker:
+    broker = KafkaBroker(
+        bootstrap_servers(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         security=kafka_security(settings),
         # On shutdown the broker waits this long for handlers in flight to finish.
         graceful_timeout=settings.shutdown_timeout_s,
-        # Through the root logger, so FastStream's lines are structlog lines like ours
-        # (its default logger has a handler and colours of its own).
+        # Through the root logger, so FastStream's lines are structlog lines like ours.
         logger=logging.getLogger("hirestream.faststream"),
-        # Our subscribers log what they do with event ids; FastStream's per-message lines
-        # would repeat that at INFO for every record.
+        # The dead-letter middleware logs each record's outcome with its event id; FastStream's
+        # own per-message lines would repeat that at INFO.
         log_level=logging.DEBUG,
+        middlewares=[kafka_metrics()],
+    )
+    install_dead_letters(broker, retries or HandlerRetries())
+    return broker
+
+
+def install_dead_letters(broker: KafkaBroker, retries: HandlerRetries) -> None:
+    """Every subscriber of `broker`, now and later, gets retries and dead letters."""
+    broker.add_middleware(
+        partial(DeadLetterMiddleware, dead_letters=DeadLetters(broker), retries=retries)
     )

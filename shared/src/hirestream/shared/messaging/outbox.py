@@ -1,37 +1,25 @@
-"""Transactional outbox without multi-document transactions (DESIGN.md decision 3).
+"""The transactional outbox, without multi-document transactions.
 
 A state change and the events it causes are written in ONE single-document write: the pending
-events live in the aggregate's own document, in the `outbox` array. A crash can therefore never
-record a change without its events, nor an event without its change, on a standalone MongoDB or
-FerretDB, neither of which offers us transactions.
+events live in the aggregate's own document, in the `outbox` array, so a crash can never record
+a change without its events, nor an event without its change (ADR 0001). Three fields carry
+the outbox state:
 
-Three fields on the aggregate's document carry the outbox state:
-
-    outbox          pending events in order: {id, topic, key, value, headers}
+    outbox          pending events in order: {id, topic, key, value, headers, at}
     outbox_due_at   when a sweep may take the document (null: nothing pending)
-    outbox_claim    the token of the relay publishing it right now (null: nobody)
+    outbox_claim    the token of the sweep publishing it right now (null: nobody)
 
-After each write the service calls `OutboxRelay.notify(doc_id)`: a background task reads the
-document by `_id` (or, when the caller knows the whole outbox, takes it as given),
-publishes its pending events in order, and pulls exactly those from the
-array (`$pullAll`, again by `_id`). The write set `outbox_due_at` a little in the future, so the
-sweep leaves a fresh document to this inline relay. If the process dies before the pull, the
-sweep (every `sweep_interval`) finds the document once `outbox_due_at` has passed, claims it
-and publishes again: a duplicate on the wire only after a crash, which consumers absorb by
-event id. The relay's write empties the outbox and clears the due time together when nothing
-was added meanwhile; the writes of relays that finish together leave in one command (group
-commit, storage/group_commit.py); the sweep clears the due times that were left, in one
-command per round.
+After each write the unit of work calls `OutboxRelay.notify(doc_id)`: a background task
+publishes the document's pending events in order and then removes exactly those from the array.
+The write set `outbox_due_at` a few seconds ahead, so the sweep leaves a fresh document to this
+inline relay; if the process dies first, the sweep finds the document once the due time has
+passed, claims it and publishes: a duplicate on the wire only after a crash, which consumers
+absorb by event id.
 
-Why the inline path takes no claim: a claim and its release are two more writes per relay,
-and every write of the normal path is one `_id` lookup this way (on FerretDB v1, our local
-database, each write also waits for the one before; bench/README.md). Order still holds
-without a claim: every relay publishes the outbox as it read it, oldest first, and an entry
-leaves the array only after the broker acknowledged it; so whoever
-publishes an event has published (or seen acknowledged) every earlier one of that document,
-and the first copy of each event reaches the topic in order. Two relays on one document at
-once (two writes in a few milliseconds) can both send an event: at-least-once, as after a
-crash. In one process they never overlap: `notify` queues them per document.
+The inline relay takes no claim (ADR 0004): order holds without one, because every relay
+publishes the outbox oldest first and an entry leaves the array only after the broker
+acknowledged it. Two relays on one document at once can both send an event (at least once, as
+after a crash); in one process they never overlap, since `notify` queues them per document.
 """
 
 from __future__ import annotations
@@ -56,16 +44,21 @@ log = structlog.get_logger(__name__)
 OUTBOX = "outbox"
 DUE_AT = "outbox_due_at"
 CLAIM = "outbox_claim"
+# The outbox's fields in an aggregate's document: the relay's business, never the aggregate's.
+OUTBOX_FIELDS = (OUTBOX, DUE_AT, CLAIM)
 
 # Index every outboxed collection needs: the sweep looks documents up by due time.
 OUTBOX_INDEX = [(DUE_AT, 1)]
+
+OutboxEntry = dict[str, Any]
+"""One pending event as stored: the exact record to publish, so a retry sends the same bytes."""
 
 Publish = Callable[[str, bytes, bytes, Mapping[str, str]], Awaitable[None]]
 """Sends one record (topic, key, value, headers) and returns once the broker acknowledged it."""
 
 
-def outbox_entry(event: CloudEvent[Any]) -> dict[str, Any]:
-    """How one pending event is stored: the exact bytes to publish, so a retry is identical."""
+def outbox_entry(event: CloudEvent[Any]) -> OutboxEntry:
+    """How one pending event is stored."""
     headers = {"content-type": CONTENT_TYPE}
     if event.correlationid:
         headers["correlation-id"] = event.correlationid
@@ -88,21 +81,19 @@ class OutboxTiming:
     # After a failed publish, when to try again.
     retry_after: timedelta = timedelta(seconds=2)
     # How often the sweep looks while it finds overdue events. Each round that finds none
-    # doubles the wait, up to sweep_idle_interval_s: the query is an index range scan on
-    # MongoDB but a full collection scan on FerretDB v1 (0.15 ms per document here), and an
-    # idle service should not spend its database on it. A failed relay or sweep starts over
-    # at sweep_interval_s. A crash elsewhere is repaired within inline_grace +
-    # sweep_idle_interval_s.
+    # doubles the wait, up to sweep_idle_interval_s, so an idle service leaves its database
+    # alone; a failed relay or sweep starts over at sweep_interval_s. A crash is repaired
+    # within inline_grace + sweep_idle_interval_s.
     sweep_interval_s: float = 1.0
     sweep_idle_interval_s: float = 15.0
     sweep_batch: int = 500
 
 
 def new_outbox_fields(
-    events: Iterable[CloudEvent[Any]], timing: OutboxTiming = OutboxTiming()
+    entries: Iterable[OutboxEntry], timing: OutboxTiming = OutboxTiming()
 ) -> dict[str, Any]:
     """Fields to store in a NEW aggregate document together with its first events."""
-    entries = [outbox_entry(event) for event in events]
+    entries = list(entries)
     return {
         OUTBOX: entries,
         DUE_AT: utc_now() + timing.inline_grace if entries else None,
@@ -111,14 +102,12 @@ def new_outbox_fields(
 
 
 def append_outbox_update(
-    events: Iterable[CloudEvent[Any]], timing: OutboxTiming = OutboxTiming()
+    entries: Iterable[OutboxEntry], timing: OutboxTiming = OutboxTiming()
 ) -> dict[str, Any]:
-    """Update operators that append events to an EXISTING document's outbox.
-
-    Merge them into the same `update_one` that records the state change.
-    """
+    """Update operators that append events to an EXISTING document's outbox; merge them into
+    the same `update_one` that records the state change."""
     return {
-        "$push": {OUTBOX: {"$each": [outbox_entry(event) for event in events]}},
+        "$push": {OUTBOX: {"$each": list(entries)}},
         "$set": {DUE_AT: utc_now() + timing.inline_grace},
     }
 
@@ -209,8 +198,8 @@ class OutboxRelay:
         self, published: Sequence[tuple[Any, list[dict[str, Any]]]]
     ) -> list[None]:
         """The relays' writes after publishing, several documents' in one command (group
-        commit). The usual case, one statement per document: its outbox is still exactly what
-        was sent, so empty it and clear the due time (nothing is left for the sweep)."""
+        commit, ADR 0006). The usual case: the outbox is still exactly what was sent, so empty
+        it and clear the due time (nothing is left for the sweep)."""
         emptied = await self.collection.bulk_write(
             [
                 UpdateOne({"_id": doc_id, OUTBOX: sent}, {"$set": {OUTBOX: [], DUE_AT: None}})
@@ -220,9 +209,8 @@ class OutboxRelay:
         )
         if emptied.matched_count < len(published):
             # Events were added to some since they were read (their own relay follows), or
-            # the sweep took some: remove exactly the entries sent, from each document (from
-            # an outbox emptied above this removes nothing). ($pull with a condition such as
-            # {"id": {"$in": ids}} would read better, but FerretDB v1 ignores it.)
+            # the sweep took some: remove exactly the entries sent, by value (from an outbox
+            # emptied above this removes nothing).
             await self.collection.bulk_write(
                 [
                     UpdateOne({"_id": doc_id}, {"$pullAll": {OUTBOX: sent}})
@@ -310,8 +298,8 @@ class OutboxRelay:
         return sent
 
     async def _record_backlog(self, overdue: list[dict[str, Any]], *, read_all: bool) -> None:
-        """The backlog gauges' figures, from the documents the sweep has just read: no query
-        of their own (on FerretDB every query but a lookup by `_id` reads the collection)."""
+        """The backlog gauges' figures, from the documents the sweep has just read: the gauges
+        cost no query of their own while the backlog fits in one round."""
         documents = len(overdue)
         if not read_all:  # more may wait than one round reads: count them, once per such round
             documents = await self.collection.count_documents(

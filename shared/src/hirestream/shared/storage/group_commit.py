@@ -1,16 +1,11 @@
-"""Group commit: single-document writes from concurrent callers, sent as one command.
+"""Group commit: single-document writes from concurrent callers, sent as one command (ADR 0006).
 
 Each caller awaits its own write's outcome, as with a plain `insert_one` or `update_one`;
 writes that arrive while a command is on its way to the database wait for it, then leave
 together in the next one. A lone write leaves at once (no timer, no added latency), and the
-batches grow only with the load.
-
-Why: the database's cost is mostly per command, not per document. On FerretDB v1 (the local
-stack) an `insert_one` of an application costs 1.5 ms and an `insert_many` 0.33 ms per
-document; 16 `update_one` by `_id` 2.9 ms each, one `bulk_write` of them 1.9 ms per
-statement (bench/README.md, third round). Hand-written (forty lines) because the
-libraries that batch in asyncio (aiodataloader and the like) coalesce reads within one loop
-tick and cache them by key, which is neither what a write needs nor safe for one.
+batches grow only with the load: the database's cost is mostly per command, not per document.
+Written here because the asyncio batching libraries (aiodataloader and the like) coalesce reads
+within one loop tick and cache them by key, which is neither what a write needs nor safe for one.
 """
 
 from __future__ import annotations
@@ -24,7 +19,7 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
-DUPLICATE_KEY = 11000
+from hirestream.shared.storage.mongo import DUPLICATE_KEY
 
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
@@ -87,10 +82,8 @@ def bulk_writer(
     gives each caller what its own `insert_one` or `update_one` would have raised: a
     DuplicateKeyError for a duplicate key, a WriteError for any other refusal of its write.
 
-    Only for writes that cannot break a unique index by updating: FerretDB v1 answers such an
-    update with an error for the whole command (MongoDB, per statement), so the other
-    callers of that batch would see it too. Inserts are fine: FerretDB reports their
-    duplicates per document."""
+    Only for inserts and for updates that cannot break a unique index: some servers (FerretDB)
+    fail the whole command for such an update where MongoDB fails the one statement."""
 
     async def run(writes: Sequence[Write]) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = [None] * len(writes)

@@ -1,8 +1,8 @@
-"""MongoDB client set-up with PyMongo's async API (Motor is retired: DESIGN.md decision 8).
+"""MongoDB client set-up with PyMongo's async API (Motor, its predecessor, is retired).
 
-Everything here works on a standalone mongod and on FerretDB v1 alike: no transactions, no
-change streams, no partial or TTL indexes. Where a real MongoDB feature would be nicer, the code
-that needs it says so.
+Nothing the services do needs a replica set: no transactions, no change streams, no partial or
+TTL indexes (ADR 0001, ADR 0002). Where one of those would be nicer, the code that does without
+says so.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from hirestream.shared.settings import ServiceSettings
 
 Document = dict[str, Any]
+DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing a write
 
 
 def make_mongo_client(settings: ServiceSettings, *, app_name: str) -> AsyncMongoClient[Document]:
@@ -42,11 +43,8 @@ class CollectionIndexes:
 
 
 async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[CollectionIndexes]) -> None:
-    """Create the indexes a service relies on that do not exist yet (looked up by name).
-
-    Asking only for the missing ones keeps a restart cheap, and sidesteps a FerretDB v1 panic
-    on `createIndexes` with several indexes that all exist already.
-    """
+    """Create the indexes a service relies on that do not exist yet (looked up by name): a
+    restart asks for nothing, which also suits servers that mishandle re-creating indexes."""
     for spec in specs:
         collection = db[spec.collection]
         existing = {index["name"] async for index in await collection.list_indexes()}

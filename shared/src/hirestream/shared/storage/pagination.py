@@ -10,14 +10,30 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Generic, TypeVar
 
 from bson import ObjectId
 from bson.errors import InvalidId
+from pydantic import BaseModel
 from pymongo import DESCENDING
 
-Document = dict[str, Any]
+from hirestream.shared.storage.mongo import Document
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: its items, and the cursor of the next page (null on the last)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+    def map(self, item: Callable[[T], U]) -> Page[U]:
+        """The same page, each item shown as `item` makes it."""
+        return Page[U](items=[item(one) for one in self.items], next_cursor=self.next_cursor)
 
 
 class InvalidCursor(ValueError):
@@ -49,12 +65,16 @@ def cursor_after(document: Document, time_field: str) -> str:
 
 
 def page_of(
-    documents: list[Document], limit: int, time_field: str
-) -> tuple[list[Document], str | None]:
-    """Split a `limit + 1` fetch into the page and the next cursor (None on the last page)."""
+    documents: list[Document], limit: int, time_field: str, item: Callable[[Document], T]
+) -> Page[T]:
+    """A `limit + 1` fetch as a page of `limit` items (each made by `item`) and the cursor of
+    the next page (None on the last page)."""
     page = documents[:limit]
     more = len(documents) > limit
-    return page, (cursor_after(page[-1], time_field) if more else None)
+    return Page[T](
+        items=[item(document) for document in page],
+        next_cursor=cursor_after(page[-1], time_field) if more else None,
+    )
 
 
 def _decode(cursor: str) -> tuple[datetime, ObjectId | str]:

@@ -1,4 +1,4 @@
-"""Bearer-JWT authentication and role checks (CONTRACT.md, "Authentication and roles").
+"""Bearer-JWT authentication and role checks (docs/api.md, "Authentication").
 
 Production verifies RS256/ES256 tokens against the identity provider's key set
 (`JWT_JWKS_URL`): keys are cached, and a token signed with a key id the cache does not know
@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated, Any
 
 import jwt
@@ -24,28 +22,10 @@ from cachetools import TLRUCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from hirestream.shared.identity import Principal, Role
 from hirestream.shared.web.problems import Problem
 
 CLOCK_SKEW_LEEWAY_S = 30
-
-
-class Role(StrEnum):
-    EMPLOYER = "employer"
-    CANDIDATE = "candidate"
-    ADMIN = "admin"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the verified claims a route decides with."""
-
-    user_id: str
-    role: Role
-    org: str | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role is Role.ADMIN
 
 
 class InvalidToken(Exception):
@@ -60,8 +40,8 @@ KEY_SET_CACHE_S = 300
 # with made-up key ids must not turn us into a flood against the identity provider.
 KEY_SET_REFRESH_COOLDOWN_S = 30.0
 # A token that verified is trusted again without checking its signature for this long at most,
-# and never past its expiry. Clients send one token with many requests, and the check was
-# 7.6 % of the applications service's CPU under POST load (bench/README.md, fix 28). The price:
+# and never past its expiry: clients send one token with many requests, and the signature check
+# was the largest single cost of a request we could drop. The price:
 # a signing key withdrawn from the key set still admits the tokens it signed for this long.
 VERIFIED_TOKEN_CACHE_S = 60.0
 VERIFIED_TOKEN_CACHE_SIZE = 10_000

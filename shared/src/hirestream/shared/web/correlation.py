@@ -1,15 +1,15 @@
 """One correlation id per request, from the caller's `X-Request-ID` (or `traceparent`'s trace
-id) when it sends one, else a new one. It is bound into every log line of the request, echoed in
-the response, and carried by the events the request causes (`correlationid`)."""
+id) when it sends a safe one, else a new one; echoed in the response."""
 
 from __future__ import annotations
 
 import re
 import uuid
 
-import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hirestream.shared.correlation import correlated
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Only ids that are safe to log and to echo: no spaces, quotes or control characters.
@@ -27,10 +27,9 @@ def correlation_id_of(headers: Headers) -> str:
 
 
 class CorrelationMiddleware:
-    """Plain ASGI, not `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the rest
-    of the app in a task of its own and streams the response through a memory channel, which
-    the profile of POST /applications showed as a large share of the service's CPU per request
-    (bench/README.md). The route reads the id as `request.state.correlation_id`."""
+    """Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the
+    rest of the app in a task of its own and streams the response through a memory channel,
+    a cost every request would pay."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -40,12 +39,11 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send)
             return
         correlation_id = correlation_id_of(Headers(scope=scope))
-        scope.setdefault("state", {})["correlation_id"] = correlation_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = correlation_id
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+        with correlated(correlation_id):
             await self.app(scope, receive, send_with_id)

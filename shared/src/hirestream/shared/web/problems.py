@@ -15,6 +15,15 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hirestream.shared.service_layer.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    UseCaseError,
+)
 from hirestream.shared.storage.pagination import InvalidCursor
 
 PROBLEM_JSON = "application/problem+json"
@@ -54,6 +63,24 @@ def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(
         body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
     )
+
+
+# The status of each use-case error. InvalidRequest is a 422 without the validation title: the
+# request was well-formed, and the problem names the field.
+USE_CASE_STATUS: dict[type[UseCaseError], int] = {
+    NotFound: 404,
+    Forbidden: 403,
+    Conflict: 409,
+    PreconditionFailed: 412,
+    PreconditionRequired: 428,
+    InvalidRequest: 422,
+}
+
+
+def use_case_problem(error: UseCaseError) -> Problem:
+    status = next((code for kind, code in USE_CASE_STATUS.items() if isinstance(error, kind)), 500)
+    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s else None
+    return Problem(status, error.detail, headers=headers, **error.extensions)
 
 
 def _field_name(location: tuple[Any, ...]) -> str:
@@ -104,7 +131,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             )
         )
 
+    async def on_use_case_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, UseCaseError)
+        return problem_response(use_case_problem(exc))
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(UseCaseError, on_use_case_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
 

@@ -1,0 +1,171 @@
+"""The postings use cases: publish, change, close, read and search.
+
+Each takes a command (what the caller asks, already authenticated) and the unit of work, runs
+the domain's rules, and commits the posting with the events it records. They raise the service
+layer's errors (NotFound, Forbidden, Conflict, ...), which entrypoints translate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from hirestream.postings.domain import (
+    Posting,
+    PostingChanges,
+    PostingDraft,
+    PostingIsClosed,
+    PostingSearch,
+)
+from hirestream.shared.events.postings import CloseReason
+from hirestream.shared.events.types import utc_now
+from hirestream.shared.service_layer.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
+from hirestream.shared.service_layer.idempotency import IdempotentRequest, new_id
+from hirestream.shared.service_layer.unit_of_work import (
+    AggregateStore,
+    AlreadyStored,
+    Relay,
+    StaleVersion,
+    StoredRequest,
+    UnitOfWork,
+)
+from hirestream.shared.storage.pagination import Page
+
+# How often a close is tried again when a concurrent change moved the version under it.
+CLOSE_ATTEMPTS = 3
+
+
+class PostingRepository(AggregateStore[Posting], Protocol):
+    async def get(self, posting_id: str) -> Posting | None: ...
+
+    async def stored_request(self, posting_id: str) -> StoredRequest | None: ...
+
+    async def search(
+        self, search: PostingSearch, *, limit: int, cursor: str | None
+    ) -> Page[Posting]: ...
+
+
+class PostingsUnitOfWork(UnitOfWork[Posting]):
+    def __init__(self, postings: PostingRepository, relay: Relay, *, source: str) -> None:
+        super().__init__(postings, relay, source=source)
+        self.postings = postings
+
+
+UnitOfWorkFactory = Callable[[], PostingsUnitOfWork]
+
+
+@dataclass(frozen=True)
+class IfMatch:
+    """The versions a change was made from (`If-Match`); `any_version` for `*`."""
+
+    versions: frozenset[int]
+    any_version: bool = False
+
+    def allows(self, version: int) -> bool:
+        return self.any_version or version in self.versions
+
+
+@dataclass(frozen=True)
+class PublishPosting:
+    draft: PostingDraft
+    org: str
+    idempotency: IdempotentRequest | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    posting: Posting
+    replayed: bool = False  # a retry of a request with the same Idempotency-Key
+
+
+@dataclass(frozen=True)
+class ChangePosting:
+    posting_id: str
+    changes: PostingChanges
+    org: str | None
+    if_match: IfMatch | None
+
+
+@dataclass(frozen=True)
+class ClosePosting:
+    posting_id: str
+    reason: CloseReason
+    org: str | None
+    is_admin: bool = False
+
+
+async def publish_posting(command: PublishPosting, uow: PostingsUnitOfWork) -> Published:
+    posting, created = Posting.publish(
+        command.draft, posting_id=new_id(command.idempotency), org=command.org, now=utc_now()
+    )
+    request = command.idempotency
+    uow.add(posting, created, idempotency=request.record(posting.json_bytes()) if request else None)
+    try:
+        await uow.commit()
+    except AlreadyStored:
+        if request is None:  # a fresh id cannot be taken
+            raise
+        stored = await uow.postings.stored_request(posting.posting_id)
+        first = request.first_response(stored.record if stored else None)
+        return Published(Posting.model_validate_json(first), replayed=True)
+    return Published(posting)
+
+
+async def get_posting(posting_id: str, uow: PostingsUnitOfWork) -> Posting:
+    posting = await uow.postings.get(posting_id)
+    if posting is None:
+        raise NotFound(f"posting {posting_id} does not exist")
+    return posting
+
+
+async def search_postings(
+    search: PostingSearch, uow: PostingsUnitOfWork, *, limit: int, cursor: str | None
+) -> Page[Posting]:
+    return await uow.postings.search(search, limit=limit, cursor=cursor)
+
+
+async def change_posting(command: ChangePosting, uow: PostingsUnitOfWork) -> Posting:
+    posting = await get_posting(command.posting_id, uow)
+    if not posting.owned_by(command.org):
+        raise Forbidden("only the employer that owns this posting may change it")
+    if command.if_match is None:
+        raise PreconditionRequired("send If-Match with the ETag of the version you changed")
+    if not command.if_match.allows(posting.version):
+        raise PreconditionFailed(f"the posting is at version {posting.version} now")
+    try:
+        changed, updated = posting.change(command.changes, now=utc_now())
+    except PostingIsClosed as error:
+        raise Conflict("a closed posting cannot be changed") from error
+    if updated is None:  # nothing differs: no new version
+        return posting
+    uow.update(changed, updated, expected_version=posting.version)
+    try:
+        await uow.commit()
+    except StaleVersion as error:
+        raise PreconditionFailed("the posting changed meanwhile; fetch it and try again") from error
+    return changed
+
+
+async def close_posting(command: ClosePosting, uow: PostingsUnitOfWork) -> Posting:
+    for _ in range(CLOSE_ATTEMPTS):
+        posting = await get_posting(command.posting_id, uow)
+        if not (command.is_admin or posting.owned_by(command.org)):
+            raise Forbidden("only the employer that owns this posting may close it")
+        try:
+            closed, event = posting.close(command.reason, now=utc_now())
+        except PostingIsClosed as error:
+            raise Conflict("the posting is already closed") from error
+        uow.update(closed, event, expected_version=posting.version)
+        try:
+            await uow.commit()
+        except StaleVersion:
+            continue  # changed meanwhile: decide again on what is stored now
+        return closed
+    raise Conflict("the posting keeps changing; try again", retry_after_s=1)

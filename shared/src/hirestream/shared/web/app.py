@@ -1,0 +1,94 @@
+"""The FastAPI application of a service: its routes, and around them what every service has
+(auth, problem details, the request guard, correlation ids, metrics, health, the AsyncAPI
+document). Its lifespan starts the service's clients, then the service's own background work,
+and stops them in reverse."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from hirestream.shared.runtime.asyncapi import asyncapi_document, asyncapi_html
+from hirestream.shared.runtime.clients import ServiceClients
+from hirestream.shared.web.auth import JwtVerifier
+from hirestream.shared.web.correlation import CorrelationMiddleware
+from hirestream.shared.web.guard import RequestGuard
+from hirestream.shared.web.health import health_router
+from hirestream.shared.web.metrics import install_metrics
+from hirestream.shared.web.problems import install_problem_handlers
+
+VERSION = "0.1.0"
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def service_app(
+    clients: ServiceClients,
+    routers: Iterable[APIRouter],
+    *,
+    description: str,
+    background: Lifespan | None = None,
+) -> FastAPI:
+    settings = clients.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await clients.start()
+        try:
+            if background is None:
+                yield
+            else:
+                async with background(app):
+                    yield
+        finally:
+            await clients.stop()
+
+    app = FastAPI(
+        title=f"hirestream {clients.name}",
+        version=VERSION,
+        description=description,
+        lifespan=lifespan,
+        # What any route may answer, from the mechanisms around the routes.
+        responses={
+            400: {"description": "the body is not valid JSON"},
+            413: {"description": "the body is larger than MAX_BODY_BYTES"},
+            429: {"description": "too many writes; Retry-After says when to retry"},
+            503: {"description": "the database is unavailable; Retry-After"},
+        },
+    )
+    app.state.clients = clients
+    app.state.jwt_verifier = JwtVerifier(
+        settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        jwks_url=settings.jwt_jwks_url,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    install_problem_handlers(app)
+    # Added innermost first: metrics see every response (413 and 429 too), and the guard's
+    # refusals carry the request's correlation id.
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+        write_limit=settings.rate_limit_writes,
+    )
+    app.add_middleware(CorrelationMiddleware)
+    install_metrics(app)
+    app.include_router(
+        health_router({"mongodb": clients.check_mongodb, "kafka": clients.check_kafka})
+    )
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi_json() -> JSONResponse:
+        return JSONResponse(asyncapi_document(clients.broker, name=clients.name, version=VERSION))
+
+    @app.get("/asyncapi", include_in_schema=False)
+    async def asyncapi_page() -> HTMLResponse:
+        return HTMLResponse(asyncapi_html(clients.broker, name=clients.name, version=VERSION))
+
+    return app
