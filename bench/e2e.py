@@ -34,7 +34,7 @@ from bench.load import paced, session
 from bench.stats import Latencies, Result
 from hirestream.shared.events.applications import APPLICATION_SUBMITTED
 from hirestream.shared.events.notifications import NOTIFICATION_DELIVERED
-from hirestream.shared.web.auth import Role
+from hirestream.shared.identity import Role
 
 
 async def service_round_trips(

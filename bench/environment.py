@@ -28,7 +28,7 @@ from bench.data import posting_draft
 from bench.processes import BenchProcess, MemorySampler, log_dir
 from bench.profiling import Profiler
 from hirestream.shared.devtoken import mint_token
-from hirestream.shared.web.auth import Role
+from hirestream.shared.identity import Role
 from tests.support.servers import REPO, Servers, free_port, from_local_stack
 
 BENCH_STATE = REPO / ".stack" / "bench"

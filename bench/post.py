@@ -16,7 +16,7 @@ from bench.environment import Bench
 from bench.load import LoadReport, Request, closed_loop
 from bench.processes import BenchProcess
 from bench.stats import Result
-from hirestream.shared.web.auth import Role
+from hirestream.shared.identity import Role
 from tests.support.servers import free_port
 
 PREMINTED_REQUESTS = 20_000

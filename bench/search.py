@@ -24,8 +24,8 @@ from bench.load import session
 from bench.stats import Latencies, Result
 from hirestream.postings.domain import PostingSearch
 from hirestream.postings.store import COLLECTION, INDEXES, NEWEST, _query
+from hirestream.shared.identity import Role
 from hirestream.shared.storage.mongo import ensure_indexes
-from hirestream.shared.web.auth import Role
 
 LIMIT = 20
 BATCH = 1000

@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from hirestream.shared.devtoken import mint_token
+from hirestream.shared.identity import Role
 from hirestream.shared.settings import ServiceSettings
-from hirestream.shared.web.auth import Role
 from tests.support.servers import Servers, real_servers
 
 JWT_SECRET = "test-secret-" + "0123456789abcdef" * 3
