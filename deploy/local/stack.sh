@@ -12,7 +12,26 @@
 #   stack.sh env       print the endpoints (same lines as start)
 #   stack.sh kafka-class CLASS [ARGS...]
 #                      run a Kafka tool class from the cached jars, e.g.
-#                      org.apache.kafka.tools.ConsoleProducer
+#                      org.apache.kafka.tools.ConsoleProducer; with
+#                      KAFKA_AUTH=scram give it --command-config (or
+#                      --producer.config ...) "$STACK_DIR/kafka-credentials/operator.properties"
+#   stack.sh kafka-client [--java] [PRINCIPAL]
+#                      print PRINCIPAL's (default operator) Kafka client
+#                      properties: security.protocol, sasl.mechanism,
+#                      sasl.username, sasl.password (librdkafka names);
+#                      --java adds sasl.jaas.config, which Java tools need and
+#                      kcat -F rejects. With KAFKA_AUTH=none only
+#                      security.protocol=PLAINTEXT.
+#
+# KAFKA_AUTH=scram secures Kafka: SASL/SCRAM-SHA-512 for clients, ACLs from
+# kafka/acls.tsv, a principal per service and the super user operator. start
+# and env then print, after the four endpoint lines:
+#   KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT
+#   KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+#   KAFKA_SASL_USERNAME_<NAME>=<name>     a pair per principal, NAME upper-cased:
+#   KAFKA_SASL_PASSWORD_<NAME>=<password> OPERATOR, POSTINGS, APPLICATIONS, ...
+# A service process gets the first two and its pair without the _<NAME>
+# suffix (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD).
 #
 # See README.md beside this file for the environment variables.
 set -euo pipefail
@@ -41,8 +60,19 @@ KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
 STACK_START_TIMEOUT=${STACK_START_TIMEOUT:-90}
 STACK_STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-20}
 STACK_MONGO=${STACK_MONGO:-auto}   # auto | mongod | ferretdb
+# none: PLAINTEXT, anyone may do anything. scram: SASL/SCRAM-SHA-512 and ACLs,
+# as in production. The default is chosen on this line.
+KAFKA_AUTH=${KAFKA_AUTH:-none}
 
 KAFKA_LIBS="$CACHE_DIR/kafka/libs"
+TOOL_BATCH_CLASSES="$CACHE_DIR/kafka/tool-batch"
+KAFKA_ACLS_FILE="$SCRIPT_DIR/kafka/acls.tsv"
+KAFKA_SUPER_USER=operator
+# The nodes' own identities with KAFKA_AUTH=scram: a SCRAM user between
+# brokers, and a static PLAIN user on the controller listener (a KRaft
+# controller cannot check SCRAM: those credentials live in the metadata it serves).
+KAFKA_BROKER_USER=broker
+KAFKA_CONTROLLER_USER=controller
 FERRETDB_BIN="$CACHE_DIR/bin/ferretdb-lite"
 # Every name a server of any stack layout can have: stop cleans up all of
 # them, whatever KAFKA_NODES says now.
@@ -66,10 +96,12 @@ resolve_stack_dir() {
     mkdir -p "$dir"
     STACK_DIR=$(cd -- "$dir" && pwd -P)
     LOG_DIR="$STACK_DIR/logs"
+    KAFKA_CRED_DIR="$STACK_DIR/kafka-credentials"
 }
 
 check_settings() {
     [[ $KAFKA_NODES == 1 || $KAFKA_NODES == 3 ]] || die "KAFKA_NODES must be 1 or 3, got '$KAFKA_NODES'"
+    [[ $KAFKA_AUTH == none || $KAFKA_AUTH == scram ]] || die "KAFKA_AUTH must be none or scram, got '$KAFKA_AUTH'"
     local var
     for var in KAFKA_PORT KAFKA_CONTROLLER_PORT MONGO_PORT SMTP_PORT; do
         [[ ${!var} =~ ^[0-9]+$ ]] && ((${!var} > 0 && ${!var} + KAFKA_NODES < 65536)) ||
@@ -234,8 +266,29 @@ build_ferretdb() {
     echo "$want" >"$stamp"
 }
 
+# ToolBatch.java (see there) compiled with the JDK's compiler module, which
+# Debian's JRE package ships too; rebuilt when the source or Java changes.
+build_tool_batch() {
+    local src="$SCRIPT_DIR/kafka/ToolBatch.java" stamp="$TOOL_BATCH_CLASSES.sha256" want
+    want=$( (cat "$src" && java -version 2>&1) | sha256sum | cut -d' ' -f1)
+    [[ -f $TOOL_BATCH_CLASSES/ToolBatch.class && -f $stamp && $(<"$stamp") == "$want" ]] && return 0
+    java --list-modules 2>/dev/null | grep -q '^jdk\.compiler@' ||
+        die_prereq "KAFKA_AUTH=scram needs Java's jdk.compiler module (a JDK, or Debian's openjdk-17-jre-headless) — install one"
+    local log="$CACHE_DIR/kafka/tool-batch-build.log"
+    mkdir -p "$CACHE_DIR/kafka"
+    rm -rf "$TOOL_BATCH_CLASSES.new"
+    java -m jdk.compiler/com.sun.tools.javac.Main -d "$TOOL_BATCH_CLASSES.new" "$src" >"$log" 2>&1 ||
+        die "compiling $src failed — see $log"
+    rm -rf "$TOOL_BATCH_CLASSES"
+    mv "$TOOL_BATCH_CLASSES.new" "$TOOL_BATCH_CLASSES"
+    echo "$want" >"$stamp"
+}
+
 build_all() {
     with_build_lock build_kafka
+    if [[ $KAFKA_AUTH == scram ]]; then
+        with_build_lock build_tool_batch
+    fi
     if [[ $(mongo_impl) == ferretdb ]]; then
         with_build_lock build_ferretdb
     fi
@@ -353,6 +406,222 @@ kafka_java() {
         -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/tools-log4j2.xml" "$@"
 }
 
+# ---------------------------------------------------------------- kafka security
+
+# Client principals: the super user, then those of the ACL table in its order.
+kafka_client_principals() {
+    echo "$KAFKA_SUPER_USER"
+    awk -F'\t' '!/^[[:space:]]*(#|$)/ && !seen[$1]++ { print $1 }' "$KAFKA_ACLS_FILE"
+}
+
+# Every SCRAM user: the brokers' own, then the clients.
+kafka_scram_users() {
+    echo "$KAFKA_BROKER_USER"
+    kafka_client_principals
+}
+
+# Names go into JAAS lines, SCRAM arguments and variable names unquoted; the
+# table's principals are the services, never the super user or a node.
+check_principal_names() {
+    local name
+    for name in $(kafka_client_principals | tail -n +2); do
+        [[ $name =~ ^[a-z][a-z0-9_]*$ ]] ||
+            die "principal '$name' in $KAFKA_ACLS_FILE: use lower-case letters, digits and _ only"
+        [[ $name != "$KAFKA_SUPER_USER" && $name != "$KAFKA_BROKER_USER" && $name != "$KAFKA_CONTROLLER_USER" ]] ||
+            die "principal '$name' in $KAFKA_ACLS_FILE is reserved for stack.sh"
+    done
+}
+
+# 192 random bits as hex: nothing to quote in JAAS or --add-scram.
+new_password() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
+
+# Passwords are mostly read inside $(...), where a failure would not stop the
+# script: callers check once with need_kafka_credentials beforehand.
+kafka_password() {
+    local file="$KAFKA_CRED_DIR/$1.password"
+    [[ -s $file ]] || die "no Kafka password for '$1' in $KAFKA_CRED_DIR"
+    echo "$(<"$file")"
+}
+
+need_kafka_credentials() {
+    local name
+    for name in "$KAFKA_CONTROLLER_USER" $(kafka_scram_users); do
+        [[ -s $KAFKA_CRED_DIR/$name.password ]] ||
+            die "no Kafka credentials in $KAFKA_CRED_DIR yet — run stack.sh start with KAFKA_AUTH=scram first"
+    done
+}
+
+# One password per principal, made once per STACK_DIR and kept: the metadata
+# log holds the SCRAM users from the first start on. Also a Java client
+# properties file per client principal, for the Kafka tools' --command-config.
+ensure_kafka_credentials() {
+    check_principal_names
+    (umask 077 && mkdir -p "$KAFKA_CRED_DIR")
+    local name file
+    for name in "$KAFKA_CONTROLLER_USER" $(kafka_scram_users); do
+        file="$KAFKA_CRED_DIR/$name.password"
+        [[ -s $file ]] && continue
+        (umask 077 && new_password >"$file.tmp" && mv -f "$file.tmp" "$file")
+    done
+    need_kafka_credentials
+    for name in $(kafka_client_principals); do
+        file="$KAFKA_CRED_DIR/$name.properties"
+        (umask 077 && kafka_client_properties java "$name" >"$file.tmp" && mv -f "$file.tmp" "$file")
+    done
+}
+
+# The client properties of one principal; "java" adds sasl.jaas.config.
+kafka_client_properties() {
+    local flavour=$1 name=$2 password
+    if [[ $KAFKA_AUTH == none ]]; then
+        echo "security.protocol=PLAINTEXT"
+        return
+    fi
+    password=$(kafka_password "$name")
+    echo "security.protocol=SASL_PLAINTEXT"
+    echo "sasl.mechanism=SCRAM-SHA-512"
+    echo "sasl.username=$name"
+    echo "sasl.password=$password"
+    if [[ $flavour == java ]]; then
+        echo "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$name\" password=\"$password\";"
+    fi
+}
+
+# Where the stamps of what the metadata log holds live: beside the storage of
+# the layout (one node or the cluster), so deleting it forgets them too.
+kafka_meta_dir() {
+    if ((KAFKA_NODES == 1)); then echo "$STACK_DIR/kafka"; else echo "$STACK_DIR/kafka-cluster"; fi
+}
+
+# The SCRAM users the metadata should hold, one "name sha256(password)" line
+# each: stored beside the storage, it tells which ones a start must still set.
+kafka_user_digests() {
+    local name password
+    for name in $(kafka_scram_users); do
+        password=$(kafka_password "$name")
+        echo "$name $(printf '%s' "$password" | sha256sum | cut -d' ' -f1)"
+    done
+}
+
+# Only a super user who can log in may add SCRAM users: the brokers' controller
+# listener does not take that request, and the client listener takes SCRAM
+# only. So storage formatted without the operator's current credentials
+# (KAFKA_AUTH=none, or kafka-credentials/ deleted) cannot be secured in place.
+# Checked before any server starts.
+check_kafka_storage_users() {
+    local svc meta formatted=0 line
+    for svc in "${KAFKA_SERVICES[@]}"; do
+        [[ -f $(kafka_dir "$svc")/data/meta.properties ]] && formatted=1
+    done
+    ((formatted)) || return 0
+    meta=$(kafka_meta_dir)
+    line=$(kafka_user_digests | grep "^$KAFKA_SUPER_USER ")
+    [[ -f $meta/scram-users ]] && grep -qxF "$line" "$meta/scram-users" && return 0
+    local why="it was formatted with KAFKA_AUTH=none"
+    [[ -f $meta/scram-users ]] && why="the $KAFKA_SUPER_USER password in $KAFKA_CRED_DIR is not the one it was formatted with"
+    die "Kafka storage in $meta cannot take KAFKA_AUTH=scram: $why. Run stack.sh stop and delete $(kafka_data_dirs) (its topics are lost), or use another STACK_DIR"
+}
+
+kafka_data_dirs() {
+    local svc dirs=()
+    for svc in "${KAFKA_SERVICES[@]}"; do dirs+=("$(kafka_dir "$svc")/data"); done
+    echo "${dirs[*]}"
+}
+
+# SCRAM users the metadata lacks (a principal added to the ACL table, a
+# password file deleted), set by the operator through the client listener.
+# Setting an existing user again only gives it a new salt.
+kafka_set_scram_users() {
+    local name password out="$LOG_DIR/kafka-auth.log" tab=$'\t'
+    local config="$KAFKA_CRED_DIR/$KAFKA_SUPER_USER.properties"
+    note "setting Kafka SCRAM users: $*"
+    for name in "$@"; do
+        password=$(kafka_password "$name")
+        echo "--bootstrap-server$tab$(kafka_bootstrap_servers)$tab--command-config$tab$config$tab--alter${tab}--entity-type${tab}users$tab--entity-name$tab$name$tab--add-config${tab}SCRAM-SHA-512=[password=$password]"
+    done | kafka_tool_batch org.apache.kafka.tools.ConfigCommand >>"$out" 2>&1 ||
+        die "setting Kafka SCRAM users failed — see $out"
+}
+
+# The ACL table as AclCommand calls: rows grouped by principal, resource,
+# pattern and operations, then principals with the same grants merged (the
+# cluster's IdempotentWrite). One line per call, tab-separated: resource,
+# pattern, operations, principals, names (both comma-separated).
+kafka_acl_calls() {
+    awk -F'\t' '
+        /^[[:space:]]*(#|$)/ { next }
+        NF != 5 { printf "%s:%d: expected 5 tab-separated fields\n", FILENAME, FNR > "/dev/stderr"; bad = 1; exit 1 }
+        {
+            key = $2 "\t" $3 "\t" $5 "\t" $1
+            if (!(key in names)) order[++n] = key
+            names[key] = (key in names) ? names[key] "," $4 : $4
+        }
+        END {
+            if (bad) exit 1
+            for (i = 1; i <= n; i++) {
+                split(order[i], f, "\t")
+                grant = f[1] "\t" f[2] "\t" f[3] "\t" names[order[i]]
+                if (!(grant in who)) seen[++m] = grant
+                who[grant] = (grant in who) ? who[grant] "," f[4] : f[4]
+            }
+            for (i = 1; i <= m; i++) {
+                split(seen[i], f, "\t")
+                print f[1] "\t" f[2] "\t" f[3] "\t" who[seen[i]] "\t" f[4]
+            }
+        }' "$KAFKA_ACLS_FILE"
+}
+
+# Adds every ACL of the table with Kafka's own AclCommand, as the super user,
+# all calls in one JVM. Adding an ACL that exists changes nothing, so this may
+# run any number of times.
+kafka_apply_acls() {
+    local out="$LOG_DIR/kafka-auth.log" calls resource pattern ops principals names item
+    local config="$KAFKA_CRED_DIR/$KAFKA_SUPER_USER.properties"
+    calls=$(kafka_acl_calls) || die "cannot read $KAFKA_ACLS_FILE"
+    local args=()
+    while IFS=$'\t' read -r resource pattern ops principals names; do
+        args=(--bootstrap-server "$(kafka_bootstrap_servers)" --command-config "$config" --add
+            --resource-pattern-type "$pattern")
+        for item in ${principals//,/ }; do args+=(--allow-principal "User:$item"); done
+        for item in ${ops//,/ }; do args+=(--operation "$item"); done
+        case $resource in
+            topic | group) for item in ${names//,/ }; do args+=("--$resource" "$item"); done ;;
+            cluster) args+=(--cluster) ;;
+            *) die "$KAFKA_ACLS_FILE: unknown resource '$resource' (topic, group or cluster)" ;;
+        esac
+        (IFS=$'\t' && echo "${args[*]}")
+    done <<<"$calls" | kafka_tool_batch org.apache.kafka.tools.AclCommand >>"$out" 2>&1 ||
+        die "adding Kafka ACLs failed — see $out"
+}
+
+# After the brokers are up: users and ACLs the metadata log does not hold
+# yet. Files beside the storage say what it holds, so a restart costs nothing;
+# formatting removes them.
+kafka_secure() {
+    local meta want missing
+    meta=$(kafka_meta_dir)
+    [[ -f $meta/scram-users ]] || : >"$meta/scram-users"
+    want=$(kafka_user_digests)
+    missing=$(grep -vxF -f "$meta/scram-users" <<<"$want" | cut -d' ' -f1 | tr '\n' ' ') || true
+    if [[ -n $missing ]]; then
+        # shellcheck disable=SC2086 # a list of names
+        kafka_set_scram_users $missing
+        echo "$want" >"$meta/scram-users"
+    fi
+    want=$(hash_files "$KAFKA_ACLS_FILE")
+    if [[ ! -f $meta/acls.sha256 || $(<"$meta/acls.sha256") != "$want" ]]; then
+        note "adding Kafka ACLs from $KAFKA_ACLS_FILE (log $LOG_DIR/kafka-auth.log)"
+        kafka_apply_acls
+        echo "$want" >"$meta/acls.sha256"
+    fi
+}
+
+# Runs Kafka tool CLASS once per line of stdin (TAB-separated arguments), all
+# in one JVM; see kafka/ToolBatch.java.
+kafka_tool_batch() {
+    java -Xmx256m -cp "$TOOL_BATCH_CLASSES:$KAFKA_LIBS/*" \
+        -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/tools-log4j2.xml" ToolBatch "$1"
+}
+
 # Regenerated on every start so port changes take effect. (A single KRaft
 # voter re-registers its controller endpoint at start, so even a new
 # KAFKA_CONTROLLER_PORT on formatted storage works: checked on 4.4.0.)
@@ -376,14 +645,21 @@ write_kafka_config() {
         quorum="controller.quorum.voters=$(IFS=,; echo "${voters[*]}")"
         rf=3 isr=2
     fi
+    local client=PLAINTEXT protocol=PLAINTEXT controller_protocol=PLAINTEXT
+    if [[ $KAFKA_AUTH == scram ]]; then
+        client=CLIENT protocol=SASL_PLAINTEXT controller_protocol=SASL_PLAINTEXT
+        # The file holds the nodes' passwords.
+        (umask 077 && : >"$dir/server.properties")
+        chmod 600 "$dir/server.properties"
+    fi
     cat >"$dir/server.properties" <<EOF
 # Generated by deploy/local/stack.sh on each start; edits are overwritten.
 process.roles=broker,controller
 node.id=$(kafka_node_id "$svc")
-listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
-advertised.listeners=PLAINTEXT://$HOST:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listeners=$client://$HOST:$port,CONTROLLER://$HOST:$cport
+advertised.listeners=$client://$HOST:$port
+listener.security.protocol.map=$client:$protocol,CONTROLLER:$controller_protocol
+inter.broker.listener.name=$client
 controller.listener.names=CONTROLLER
 $quorum
 log.dirs=$dir/data
@@ -413,6 +689,32 @@ broker.heartbeat.interval.ms=1500
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 EOF
+    if [[ $KAFKA_AUTH == scram ]]; then
+        kafka_security_config >>"$dir/server.properties"
+    fi
+}
+
+# KAFKA_AUTH=scram: clients and brokers authenticate with SCRAM-SHA-512 on the
+# client listener, nodes with PLAIN on the controller listener (the static
+# user_<name> entry is the server's side, username/password the client's).
+# Nothing is allowed that no ACL grants, except to the super users.
+kafka_security_config() {
+    local broker_pw controller_pw
+    broker_pw=$(kafka_password "$KAFKA_BROKER_USER")
+    controller_pw=$(kafka_password "$KAFKA_CONTROLLER_USER")
+    cat <<EOF
+
+# KAFKA_AUTH=scram (see deploy/local/README.md, "Kafka security").
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_BROKER_USER" password="$broker_pw";
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$KAFKA_CONTROLLER_USER" password="$controller_pw" user_$KAFKA_CONTROLLER_USER="$controller_pw";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:$KAFKA_BROKER_USER;User:$KAFKA_CONTROLLER_USER;User:$KAFKA_SUPER_USER
+EOF
 }
 
 # The cluster id all nodes of one layout share, made once by Kafka's own tool.
@@ -436,15 +738,33 @@ format_kafka_storage() {
     out="$LOG_DIR/$svc.out"
     [[ -f $data/meta.properties ]] && return 0
     rm -rf "$data"
+    # New metadata holds no ACLs, and SCRAM users only if added below.
+    local meta
+    meta=$(kafka_meta_dir)
+    rm -f "$meta/scram-users" "$meta/acls.sha256"
+    local args=(format)
     if [[ $svc == kafka ]]; then
         id=$(kafka_cluster_id "$dir/cluster.id" "$out")
-        kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" >>"$out" 2>&1 ||
-            die "formatting Kafka storage failed — see $out"
+        args+=(--standalone)
     else
         id=$(kafka_cluster_id "$STACK_DIR/kafka-cluster/cluster.id" "$out")
-        kafka_java kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" >>"$out" 2>&1 ||
-            die "formatting Kafka storage for $svc failed — see $out"
     fi
+    args+=(-t "$id" -c "$dir/server.properties")
+    if [[ $KAFKA_AUTH == none ]]; then
+        kafka_java kafka.tools.StorageTool "${args[@]}" >>"$out" 2>&1 ||
+            die "formatting Kafka storage for $svc failed — see $out"
+        return 0
+    fi
+    # The SCRAM users exist before the broker first starts (the brokers need
+    # theirs to replicate); the passwords go through stdin, not the process list.
+    local name password
+    for name in $(kafka_scram_users); do
+        password=$(kafka_password "$name")
+        args+=(--add-scram "SCRAM-SHA-512=[name=$name,password=$password]")
+    done
+    (IFS=$'\t' && echo "${args[*]}") | kafka_tool_batch kafka.tools.StorageTool >>"$out" 2>&1 ||
+        die "formatting Kafka storage for $svc failed — see $out"
+    kafka_user_digests >"$meta/scram-users"
 }
 
 # Readiness is the broker's own "Kafka Server started" line. Where this run's
@@ -581,10 +901,30 @@ wait_until_ready() {
 }
 
 print_endpoints() {
+    local credentials=
+    if [[ $KAFKA_AUTH == scram ]]; then
+        need_kafka_credentials
+        credentials=$(kafka_credential_lines)
+    fi
     echo "KAFKA_BOOTSTRAP_SERVERS=$(kafka_bootstrap_servers)"
     echo "MONGODB_URL=mongodb://$HOST:$MONGO_PORT"
     echo "SMTP_HOST=$HOST"
     echo "SMTP_PORT=$SMTP_PORT"
+    if [[ -n $credentials ]]; then
+        echo "$credentials"
+    fi
+}
+
+# The format is in this file's header and README.md; test harnesses parse it.
+kafka_credential_lines() {
+    local name password
+    echo "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT"
+    echo "KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
+    for name in $(kafka_client_principals); do
+        password=$(kafka_password "$name")
+        echo "KAFKA_SASL_USERNAME_${name^^}=$name"
+        echo "KAFKA_SASL_PASSWORD_${name^^}=$password"
+    done
 }
 
 cmd_build() {
@@ -601,10 +941,19 @@ cmd_start() {
     ensure_ports_free
     mkdir -p "$LOG_DIR"
     local svc
+    if [[ $KAFKA_AUTH == scram ]]; then
+        ensure_kafka_credentials
+        check_kafka_storage_users
+        # Tool output may quote a password.
+        (umask 077 && : >>"$LOG_DIR/kafka-auth.log")
+    fi
     for svc in "${KAFKA_SERVICES[@]}"; do start_kafka "$svc"; done
     start_mongo
     start_smtp
     wait_until_ready
+    if [[ $KAFKA_AUTH == scram ]]; then
+        kafka_secure
+    fi
     note "all up in $((SECONDS - started))s (state in $STACK_DIR)"
     print_endpoints
 }
@@ -673,6 +1022,22 @@ cmd_kafka_class() {
         -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/tools-log4j2.xml" "$@"
 }
 
+cmd_kafka_client() {
+    local flavour=librdkafka
+    if [[ ${1:-} == --java ]]; then
+        flavour=java
+        shift
+    fi
+    (($# <= 1)) || die "usage: stack.sh kafka-client [--java] [PRINCIPAL]"
+    local name=${1:-$KAFKA_SUPER_USER} known
+    known=$(kafka_client_principals | tr '\n' ' ')
+    [[ " $known" == *" $name "* ]] || die "unknown Kafka principal '$name' — one of: $known"
+    if [[ $KAFKA_AUTH == scram ]]; then
+        need_kafka_credentials
+    fi
+    kafka_client_properties "$flavour" "$name"
+}
+
 usage() {
     sed -n '2,/^# See README/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 64
@@ -692,6 +1057,7 @@ main() {
         status) cmd_status ;;
         env) print_endpoints ;;
         kafka-class) cmd_kafka_class "$@" ;;
+        kafka-client) cmd_kafka_client "$@" ;;
         -h | --help | help) usage ;;
         *) usage ;;
     esac
