@@ -11,7 +11,7 @@ from hirestream.shared.events.catalog import EVENT_TYPES, payload_schema, render
 from hirestream.shared.events.envelope import EventType
 from tests.support.factories import posting_closed_event, posting_created_event
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.name)
