@@ -25,7 +25,7 @@ from hirestream.shared.events.types import UtcDateTime
 from hirestream.shared.identity import Principal, Role
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.web.auth import Authenticated, require_role
-from hirestream.shared.web.idempotency import REPLAYED_HEADER, IdempotencyKey, idempotent
+from hirestream.shared.web.idempotency import IdempotencyKey, created_response, idempotent
 
 Candidate = Annotated[Principal, require_role(Role.CANDIDATE)]
 
@@ -74,14 +74,10 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
         command = SubmitApplication(posting_id, form, candidate.user_id, request)
         submitted = await services.submit_application(command, uow)
         application = submitted.application
-        headers = {"Location": f"/applications/{application.application_id}"}
-        if submitted.replayed:
-            headers[REPLAYED_HEADER] = "true"
-        return Response(
+        return created_response(
             application.json_bytes(),
-            status_code=201,
-            media_type="application/json",
-            headers=headers,
+            location=f"/applications/{application.application_id}",
+            replayed=submitted.replayed,
         )
 
     @router.get(

@@ -382,7 +382,9 @@ def _without_person(
 ) -> CloudEvent[ApplicationSubmitted]:
     application = event.data
     erased = application.candidate.model_copy(update={"name": ERASED_NAME, "email": ERASED_EMAIL})
-    return event.model_copy(update={"data": application.model_copy(update={"candidate": erased})})
+    # The same fields the erasure blanks in stored webhook payloads (store.anonymised_payload).
+    without = {"candidate": erased, "resume_url": "", "cover_letter": None}
+    return event.model_copy(update={"data": application.model_copy(update=without)})
 
 
 def _application_facts(

@@ -186,7 +186,6 @@ class NotificationStore:
         document = await self.collection.find_one_and_update(
             {"_id": notification_id, "recipient": recipient, "channel": Channel.IN_APP.value},
             {"$set": {"read": True}},
-            projection=NOT_RETURNED,
             return_document=ReturnDocument.AFTER,
         )
         return _notification(document) if document else None
@@ -216,7 +215,6 @@ class NotificationStore:
         document = await self.collection.find_one_and_update(
             {"_id": notification_id, DUE: due_at},
             {"$set": {DUE: until}},
-            projection=NOT_RETURNED,
             return_document=ReturnDocument.AFTER,
         )
         return _notification(document) if document else None

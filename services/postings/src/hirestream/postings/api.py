@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from hirestream.postings import services
 from hirestream.postings.domain import Posting, PostingChanges, PostingDraft, PostingSearch
@@ -25,7 +25,7 @@ from hirestream.shared.events.postings import (
 from hirestream.shared.identity import Principal, Role
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.web.auth import Authenticated, require_role
-from hirestream.shared.web.idempotency import REPLAYED_HEADER, IdempotencyKey, idempotent
+from hirestream.shared.web.idempotency import IdempotencyKey, created_response, idempotent
 from hirestream.shared.web.problems import Problem
 
 Employer = Annotated[Principal, require_role(Role.EMPLOYER)]
@@ -43,6 +43,23 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         428: "If-Match is required",
     }
     return {code: {"description": described[code]} for code in codes}
+
+
+class PostingFilters(BaseModel):
+    """The query of `GET /postings`: every filter given must hold."""
+
+    q: str | None = Field(default=None, max_length=200, description="words, all present")
+    skills: str | None = Field(default=None, max_length=500, description="comma list, all required")
+    city: str | None = Field(default=None, max_length=100)
+    country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
+    workplace: Workplace | None = None
+    seniority: Seniority | None = None
+    employment_type: EmploymentType | None = None
+    min_salary: int | None = Field(default=None, ge=0, description="minor units")
+    org: str | None = Field(default=None, max_length=100)
+    status: PostingStatus = PostingStatus.OPEN
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=200)
 
 
 class CloseRequest(BaseModel):
@@ -68,19 +85,9 @@ def if_match_of(header: str | None) -> IfMatch | None:
     return IfMatch(frozenset(versions), any_version="*" in tags)
 
 
-def posting_response(
-    posting: Posting, *, status_code: int = 200, replayed: bool = False
-) -> Response:
-    headers = {"ETag": etag(posting)}
-    if status_code == 201:
-        headers["Location"] = f"/postings/{posting.posting_id}"
-    if replayed:
-        headers[REPLAYED_HEADER] = "true"
+def posting_response(posting: Posting) -> Response:
     return Response(
-        posting.json_bytes(),
-        status_code=status_code,
-        media_type="application/json",
-        headers=headers,
+        posting.json_bytes(), media_type="application/json", headers={"ETag": etag(posting)}
     )
 
 
@@ -107,7 +114,13 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
         published = await services.publish_posting(
             PublishPosting(draft, employer.org, request), uow
         )
-        return posting_response(published.posting, status_code=201, replayed=published.replayed)
+        posting = published.posting
+        return created_response(
+            posting.json_bytes(),
+            location=f"/postings/{posting.posting_id}",
+            replayed=published.replayed,
+            headers={"ETag": etag(posting)},
+        )
 
     @router.get(
         "",
@@ -115,39 +128,15 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
         responses=_responses(401, 422),
     )
     async def list_postings(
-        _: Authenticated,
-        uow: Uow,
-        q: Annotated[str | None, Query(max_length=200, description="words, all present")] = None,
-        skills: Annotated[
-            str | None, Query(max_length=500, description="comma list, all required")
-        ] = None,
-        city: Annotated[str | None, Query(max_length=100)] = None,
-        country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
-        workplace: Workplace | None = None,
-        seniority: Seniority | None = None,
-        employment_type: EmploymentType | None = None,
-        min_salary: Annotated[int | None, Query(ge=0, description="minor units")] = None,
-        org: Annotated[str | None, Query(max_length=100)] = None,
-        status: PostingStatus = PostingStatus.OPEN,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        _: Authenticated, uow: Uow, filters: Annotated[PostingFilters, Query()]
     ) -> Page[Posting]:
         try:
-            search = PostingSearch.from_query(
-                q=q,
-                skills=skills,
-                city=city,
-                country=country,
-                workplace=workplace,
-                seniority=seniority,
-                employment_type=employment_type,
-                min_salary=min_salary,
-                org=org,
-                status=status,
-            )
+            search = PostingSearch.from_query(**filters.model_dump(exclude={"limit", "cursor"}))
         except ValueError as error:
             raise Problem(422, f"invalid search: {error}") from error
-        return await services.search_postings(search, uow, limit=limit, cursor=cursor)
+        return await services.search_postings(
+            search, uow, limit=filters.limit, cursor=filters.cursor
+        )
 
     @router.get(
         "/{posting_id}",

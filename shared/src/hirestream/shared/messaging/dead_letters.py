@@ -164,7 +164,10 @@ class DeadLetterMiddleware(BaseMiddleware):
                 with _bound(record):
                     await self._handle(call_next, msg, [record], group)
             return None
-        log.info("events.handled", topic=records[0].topic, events=len(records))
+        events: list[CloudEvent[Any]] = await msg.decode()  # type: ignore[assignment]
+        for record, event in zip(records, events, strict=True):
+            with _bound(record), _bound_event(event):
+                log.info("event.handled", attempts=1, batch=len(records))
         return result
 
     async def _handle(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Header, Response
 
 from hirestream.shared.service_layer.idempotency import IdempotentRequest, request_hash
 
@@ -25,3 +25,13 @@ def idempotent(caller: str, key: str | None, request: Any) -> IdempotentRequest 
     """The request as the use case needs it, when it carried a key; `request` is what it asks
     for, as JSON-able data (its hash tells a retry from another request with the same key)."""
     return None if key is None else IdempotentRequest(caller, key, request_hash(request))
+
+
+def created_response(
+    body: bytes, *, location: str, replayed: bool, headers: dict[str, str] | None = None
+) -> Response:
+    """201 with the created resource's bytes and `Location`; a replay says so."""
+    headers = {**(headers or {}), "Location": location}
+    if replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(body, status_code=201, media_type="application/json", headers=headers)
