@@ -20,7 +20,9 @@ from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from hirestream.notifications.domain import DeliveryStatus, Notification
 from hirestream.notifications.store import NotificationStore
+from hirestream.shared.events.notifications import Channel
 from hirestream.shared.events.types import utc_now
 from tests.conftest import unique_db
 from tests.support.servers import Servers
@@ -207,6 +209,22 @@ async def test_a_unique_index_admits_one_of_concurrent_inserts(
     assert sum(await asyncio.gather(*(insert(i) for i in range(CONTENDERS)))) == 1
 
 
+def due_email(notification_id: str, due_at: datetime) -> Notification:
+    return Notification(
+        notification_id=notification_id,
+        recipient="user:c1",
+        channel=Channel.EMAIL,
+        kind="application.submitted",
+        subject="a1",
+        source_event_id="e1",
+        created_at=due_at,
+        email="c1@example.com",
+        title="Application sent",
+        status=DeliveryStatus.PENDING,
+        delivery_due_at=due_at,
+    )
+
+
 async def test_the_delivery_queue_gives_each_due_delivery_to_one_worker(
     collection: AsyncCollection[dict[str, Any]],
 ) -> None:
@@ -214,16 +232,14 @@ async def test_the_delivery_queue_gives_each_due_delivery_to_one_worker(
     # due time of each: concurrent workers must never both get one.
     store = NotificationStore(collection)
     now = utc_now()
-    await collection.insert_many(
-        [{"_id": f"n{i}", "delivery_due_at": now - timedelta(seconds=i)} for i in range(5)]
-    )
+    await store.create([due_email(f"n{i}", now - timedelta(seconds=i)) for i in range(5)])
 
     async def worker() -> list[str]:
         taken: list[str] = []
         while (batch := await store.claim_due(now=now, lease=timedelta(minutes=1), limit=2)) or (
             await collection.count_documents({"delivery_due_at": {"$lte": now}})
         ):
-            taken += [document["_id"] for document in batch]
+            taken += [notification.notification_id for notification in batch]
         return taken
 
     claims = [

@@ -21,6 +21,7 @@ from hirestream.shared.messaging.outbox import (
     OutboxTiming,
     append_outbox_update,
     new_outbox_fields,
+    outbox_entry,
 )
 from tests.conftest import unique_db
 from tests.support.kafka import read_until
@@ -85,7 +86,9 @@ async def test_a_crash_between_write_and_publish_is_repaired_by_the_sweep_exactl
     aggregate_id = uuid.uuid4().hex
     event = closing(aggregate_id, 1, topic)
     # The service wrote the change and its event, then died before its relay ran.
-    await collection.insert_one({"_id": aggregate_id, **new_outbox_fields([event], FAST)})
+    await collection.insert_one(
+        {"_id": aggregate_id, **new_outbox_fields(map(outbox_entry, [event]), FAST)}
+    )
 
     sent: list[str] = []
     relay = OutboxRelay(collection, publisher(producer, sent), FAST)
@@ -113,10 +116,14 @@ async def test_inline_relay_publishes_in_order_and_nothing_twice(
     relay.start()  # the sweep runs too, as in the service
     events = [closing(aggregate_id, version, topic) for version in range(1, 11)]
     try:
-        await collection.insert_one({"_id": aggregate_id, **new_outbox_fields(events[:1], FAST)})
+        await collection.insert_one(
+            {"_id": aggregate_id, **new_outbox_fields(map(outbox_entry, events[:1]), FAST)}
+        )
         relay.notify(aggregate_id)
         for event in events[1:]:  # changes keep coming while the relay works
-            await collection.update_one({"_id": aggregate_id}, append_outbox_update([event], FAST))
+            await collection.update_one(
+                {"_id": aggregate_id}, append_outbox_update(map(outbox_entry, [event]), FAST)
+            )
             relay.notify(aggregate_id)
         records = await read_until(servers.kafka_bootstrap, [topic], lambda rs: len(rs) >= 10)
         await asyncio.sleep(FAST.inline_grace.total_seconds() * 3)
@@ -139,11 +146,19 @@ async def test_the_backlog_counts_overdue_documents_with_events_not_those_only_d
     waiting = closing("a", 1, "test.outbox.pending")
     # Left by a relay that failed to publish: overdue, its event still waiting.
     await collection.insert_one(
-        {"_id": "a", **new_outbox_fields([waiting], FAST), "outbox_due_at": overdue_since}
+        {
+            "_id": "a",
+            **new_outbox_fields(map(outbox_entry, [waiting]), FAST),
+            "outbox_due_at": overdue_since,
+        }
     )
     # Published by the inline relay, due time not yet cleared:
     await collection.insert_one(
-        {"_id": "b", **new_outbox_fields([], FAST), "outbox_due_at": overdue_since}
+        {
+            "_id": "b",
+            **new_outbox_fields(map(outbox_entry, []), FAST),
+            "outbox_due_at": overdue_since,
+        }
     )
 
     async def broker_down(*_: Any) -> None:
@@ -164,7 +179,9 @@ async def test_a_failed_publish_keeps_the_events_and_is_retried(
     topic = f"test.outbox.{uuid.uuid4().hex[:8]}"
     aggregate_id = uuid.uuid4().hex
     event = closing(aggregate_id, 1, topic)
-    await collection.insert_one({"_id": aggregate_id, **new_outbox_fields([event], FAST)})
+    await collection.insert_one(
+        {"_id": aggregate_id, **new_outbox_fields(map(outbox_entry, [event]), FAST)}
+    )
 
     async def broker_down(*_: Any) -> None:
         raise ConnectionError("broker unreachable")
@@ -192,11 +209,14 @@ async def test_a_sweep_round_clears_the_emptied_documents_and_publishes_the_over
     timing = OutboxTiming(sweep_batch=10)
     emptied = [f"done-{n}" for n in range(5)]
     await collection.insert_many(
-        [{"_id": doc_id, **new_outbox_fields([]), "outbox_due_at": past} for doc_id in emptied]
+        [
+            {"_id": doc_id, **new_outbox_fields(map(outbox_entry, [])), "outbox_due_at": past}
+            for doc_id in emptied
+        ]
     )
     stranded = closing("left", 1, "test.outbox.sweep-round")
     await collection.insert_one(
-        {"_id": "left", **new_outbox_fields([stranded]), "outbox_due_at": past}
+        {"_id": "left", **new_outbox_fields(map(outbox_entry, [stranded])), "outbox_due_at": past}
     )
     sent: list[str] = []
     relay = OutboxRelay(collection, publisher(producer, sent), timing)
@@ -213,7 +233,9 @@ async def test_one_relay_write_empties_the_outbox_and_clears_the_due_time(
     collection: AsyncCollection[dict[str, Any]], producer: AIOKafkaProducer
 ) -> None:
     event = closing("one", 1, "test.outbox.one-write")
-    await collection.insert_one({"_id": "one", **new_outbox_fields([event], FAST)})
+    await collection.insert_one(
+        {"_id": "one", **new_outbox_fields(map(outbox_entry, [event]), FAST)}
+    )
     relay = OutboxRelay(collection, publisher(producer, []), FAST)  # no sweep running
     assert await relay.relay("one") == 1
     document = await collection.find_one({"_id": "one"})
@@ -225,14 +247,18 @@ async def test_an_event_added_while_the_relay_publishes_stays_with_its_due_time(
     collection: AsyncCollection[dict[str, Any]], producer: AIOKafkaProducer
 ) -> None:
     first, second = (closing("raced", v, "test.outbox.raced") for v in (1, 2))
-    await collection.insert_one({"_id": "raced", **new_outbox_fields([first], FAST)})
+    await collection.insert_one(
+        {"_id": "raced", **new_outbox_fields(map(outbox_entry, [first]), FAST)}
+    )
     send = publisher(producer, [])
 
     async def publish_while_another_write_lands(
         topic: str, key: bytes, value: bytes, headers: Mapping[str, str]
     ) -> None:
         await send(topic, key, value, headers)
-        await collection.update_one({"_id": "raced"}, append_outbox_update([second], FAST))
+        await collection.update_one(
+            {"_id": "raced"}, append_outbox_update(map(outbox_entry, [second]), FAST)
+        )
 
     relay = OutboxRelay(collection, publish_while_another_write_lands, FAST)
     assert await relay.relay("raced") == 1
