@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId
 from cachetools import TTLCache
-from pymongo import DESCENDING, IndexModel, InsertOne
+from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -36,22 +35,16 @@ from hirestream.shared.messaging.outbox import (
     OUTBOX_FIELDS,
     OUTBOX_INDEX,
     OutboxEntry,
-    append_outbox_update,
     new_outbox_fields,
 )
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
 from hirestream.shared.service_layer.unit_of_work import (
-    AlreadyStored,
     IdempotencyRecord,
-    StaleVersion,
-    StoredRequest,
 )
-from hirestream.shared.storage.group_commit import GroupCommit, Write, bulk_writer
-from hirestream.shared.storage.idempotency import idempotency_fields, stored_request_of
+from hirestream.shared.storage.aggregates import NOT_RETURNED, AggregateCollection
 from hirestream.shared.storage.mongo import (
     CollectionIndexes,
     Document,
-    object_id_or_none,
 )
 from hirestream.shared.storage.pagination import Page, after_cursor, newest_first, page_of
 
@@ -72,7 +65,6 @@ ANONYMOUS_FIELDS: Document = {
 }
 CANDIDATE_ID = "candidate.candidate_id"
 NEWEST = newest_first("submitted_at")
-NOT_RETURNED = dict.fromkeys((*OUTBOX_FIELDS, "idempotency"), 0)
 
 INDEXES = [
     CollectionIndexes(
@@ -104,70 +96,17 @@ INDEXES = [
 ]
 
 
-def _application(document: Document) -> Application:
-    return Application.model_validate({**document, "application_id": str(document["_id"])})
-
-
-class ApplicationStore:
+class ApplicationStore(AggregateCollection[Application]):
     def __init__(self, collection: AsyncCollection[Document]) -> None:
-        self.collection = collection
         # New applications from concurrent requests are inserted together (group commit).
-        self._inserts: GroupCommit[Write, None] = GroupCommit(bulk_writer(collection))
-
-    async def insert(
-        self,
-        application: Application,
-        outbox: Sequence[OutboxEntry],
-        idempotency: IdempotencyRecord | None,
-    ) -> ObjectId:
-        """AlreadyStored if the candidate applied to the posting already, or the id (derived
-        from an Idempotency-Key) is taken."""
-        doc_id = ObjectId(application.application_id)
-        document = {
-            "_id": doc_id,
-            **application.model_dump(mode="python", exclude={"application_id"}),
-            **new_outbox_fields(outbox),
-            **idempotency_fields(idempotency),
-        }
-        try:
-            await self._inserts.submit(InsertOne(document))
-        except DuplicateKeyError as error:
-            raise AlreadyStored(application.application_id) from error
-        return doc_id
-
-    async def update(
-        self, application: Application, outbox: Sequence[OutboxEntry], expected_version: int
-    ) -> ObjectId:
-        doc_id = ObjectId(application.application_id)
-        appended = append_outbox_update(outbox)
-        fields = application.model_dump(mode="python", exclude={"application_id"})
-        result = await self.collection.update_one(
-            {"_id": doc_id, "version": expected_version},
-            {"$set": {**fields, **appended["$set"]}, "$push": appended["$push"]},
-        )
-        if result.modified_count != 1:
-            raise StaleVersion(application.application_id)
-        return doc_id
-
-    async def get(self, application_id: str) -> Application | None:
-        object_id = object_id_or_none(application_id)
-        if object_id is None:
-            return None
-        document = await self.collection.find_one({"_id": object_id}, projection=NOT_RETURNED)
-        return _application(document) if document else None
+        super().__init__(collection, Application, id_field="application_id", group_inserts=True)
 
     async def find_for(self, candidate_id: str, posting_id: str) -> Application | None:
         """The candidate's application to the posting, if any."""
         document = await self.collection.find_one(
             {CANDIDATE_ID: candidate_id, "posting_id": posting_id}, projection=NOT_RETURNED
         )
-        return _application(document) if document else None
-
-    async def stored_request(self, application_id: str) -> StoredRequest | None:
-        document = await self.collection.find_one(
-            {"_id": ObjectId(application_id)}, projection={"idempotency": 1}
-        )
-        return stored_request_of(document)
+        return self.load(document) if document else None
 
     async def list(
         self,
@@ -196,7 +135,7 @@ class ApplicationStore:
             .limit(limit + 1)
             .to_list()
         )
-        return page_of(documents, limit, "submitted_at", _application)
+        return page_of(documents, limit, "submitted_at", self.load)
 
     async def anonymise_candidate(self, candidate_id: str) -> int:
         """Anonymise every application of a candidate (erasure); idempotent."""

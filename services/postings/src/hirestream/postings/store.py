@@ -17,33 +17,13 @@ order, so a page is read straight off the index:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from bson import ObjectId
 from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from hirestream.postings.domain import Posting, PostingSearch, search_tokens
-from hirestream.shared.messaging.outbox import (
-    OUTBOX_FIELDS,
-    OUTBOX_INDEX,
-    OutboxEntry,
-    append_outbox_update,
-    new_outbox_fields,
-)
-from hirestream.shared.service_layer.unit_of_work import (
-    AlreadyStored,
-    IdempotencyRecord,
-    StaleVersion,
-    StoredRequest,
-)
-from hirestream.shared.storage.idempotency import idempotency_fields, stored_request_of
-from hirestream.shared.storage.mongo import (
-    CollectionIndexes,
-    Document,
-    object_id_or_none,
-)
+from hirestream.shared.messaging.outbox import OUTBOX_FIELDS, OUTBOX_INDEX
+from hirestream.shared.storage.aggregates import AggregateCollection
+from hirestream.shared.storage.mongo import CollectionIndexes, Document
 from hirestream.shared.storage.pagination import Page, after_cursor, newest_first, page_of
 
 COLLECTION = "postings"
@@ -79,59 +59,9 @@ def _fields(posting: Posting) -> Document:
     }
 
 
-def _posting(document: Document) -> Posting:
-    return Posting.model_validate({**document, "posting_id": str(document["_id"])})
-
-
-class PostingStore:
+class PostingStore(AggregateCollection[Posting]):
     def __init__(self, collection: AsyncCollection[Document]) -> None:
-        self.collection = collection
-
-    async def insert(
-        self,
-        posting: Posting,
-        outbox: Sequence[OutboxEntry],
-        idempotency: IdempotencyRecord | None,
-    ) -> ObjectId:
-        doc_id = ObjectId(posting.posting_id)
-        document = {
-            "_id": doc_id,
-            **_fields(posting),
-            **new_outbox_fields(outbox),
-            **idempotency_fields(idempotency),
-        }
-        try:
-            await self.collection.insert_one(document)
-        except DuplicateKeyError as error:
-            raise AlreadyStored(posting.posting_id) from error
-        return doc_id
-
-    async def update(
-        self, posting: Posting, outbox: Sequence[OutboxEntry], expected_version: int
-    ) -> ObjectId:
-        """Optimistic concurrency: the write matches only the version the change was made from."""
-        doc_id = ObjectId(posting.posting_id)
-        appended = append_outbox_update(outbox)
-        result = await self.collection.update_one(
-            {"_id": doc_id, "version": expected_version},
-            {"$set": {**_fields(posting), **appended["$set"]}, "$push": appended["$push"]},
-        )
-        if result.modified_count != 1:
-            raise StaleVersion(posting.posting_id)
-        return doc_id
-
-    async def get(self, posting_id: str) -> Posting | None:
-        object_id = object_id_or_none(posting_id)
-        if object_id is None:
-            return None
-        document = await self.collection.find_one({"_id": object_id}, projection=NOT_RETURNED)
-        return _posting(document) if document else None
-
-    async def stored_request(self, posting_id: str) -> StoredRequest | None:
-        document = await self.collection.find_one(
-            {"_id": ObjectId(posting_id)}, projection={"idempotency": 1}
-        )
-        return stored_request_of(document)
+        super().__init__(collection, Posting, id_field="posting_id", fields=_fields)
 
     async def search(
         self, search: PostingSearch, *, limit: int, cursor: str | None
@@ -146,7 +76,7 @@ class PostingStore:
             .limit(limit + 1)
             .to_list()
         )
-        return page_of(documents, limit, "created_at", _posting)
+        return page_of(documents, limit, "created_at", self.load)
 
 
 def _query(search: PostingSearch) -> Document:

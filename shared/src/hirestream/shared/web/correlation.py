@@ -7,9 +7,10 @@ import re
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from hirestream.shared.correlation import correlated
+from hirestream.shared.web.asgi import HttpMiddleware
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Only ids that are safe to log and to echo: no spaces, quotes or control characters.
@@ -26,18 +27,8 @@ def correlation_id_of(headers: Headers) -> str:
     return f"req-{uuid.uuid4().hex}"
 
 
-class CorrelationMiddleware:
-    """Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the
-    rest of the app in a task of its own and streams the response through a memory channel,
-    a cost every request would pay."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class CorrelationMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         correlation_id = correlation_id_of(Headers(scope=scope))
 
         async def send_with_id(message: Message) -> None:

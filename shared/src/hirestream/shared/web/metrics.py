@@ -6,9 +6,10 @@ import time
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from hirestream.shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from hirestream.shared.web.asgi import HttpMiddleware
 
 UNMATCHED_ROUTE = "<unmatched>"
 
@@ -21,17 +22,11 @@ def _route_template(scope: Scope) -> str:
     return str(template) if template else UNMATCHED_ROUTE
 
 
-class MetricsMiddleware:
-    """Plain ASGI (see correlation.py for why). A response that never started (the app raised)
-    counts as a 500, which is what the server answers then."""
+class MetricsMiddleware(HttpMiddleware):
+    """A response that never started (the app raised) counts as a 500, which is what the server
+    answers then."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
 
