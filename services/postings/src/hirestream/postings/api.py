@@ -1,5 +1,6 @@
 """The postings HTTP API: parse, authorise, call one use case, shape the response."""
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
@@ -22,6 +23,7 @@ from hirestream.shared.events.postings import (
     Seniority,
     Workplace,
 )
+from hirestream.shared.events.types import NonNegativeInt64
 from hirestream.shared.identity import Principal, Role
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.web.auth import Authenticated, require_role
@@ -55,7 +57,7 @@ class PostingFilters(BaseModel):
     workplace: Workplace | None = None
     seniority: Seniority | None = None
     employment_type: EmploymentType | None = None
-    min_salary: int | None = Field(default=None, ge=0, description="minor units")
+    min_salary: NonNegativeInt64 | None = Field(default=None, description="minor units")
     org: str | None = Field(default=None, max_length=100)
     status: PostingStatus = PostingStatus.OPEN
     limit: int = Field(default=20, ge=1, le=100)
@@ -72,16 +74,17 @@ def etag(posting: Posting) -> str:
     return f'"{posting.version}"'
 
 
+# ASCII digits only, and few: str.isdigit() also takes "²" and int() refuses over 4300 digits,
+# either of which would answer 500 to a tag that merely names no version of ours.
+_VERSION_TAG = re.compile(r'"([0-9]{1,18})"')
+
+
 def if_match_of(header: str | None) -> IfMatch | None:
     """RFC 9110 If-Match: `*`, or a list of strong entity tags (weak ones never match)."""
     if header is None:
         return None
     tags = [tag.strip() for tag in header.split(",")]
-    versions = {
-        int(tag[1:-1])
-        for tag in tags
-        if len(tag) > 2 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit()
-    }
+    versions = {int(found[1]) for tag in tags if (found := _VERSION_TAG.fullmatch(tag))}
     return IfMatch(frozenset(versions), any_version="*" in tags)
 
 
