@@ -72,6 +72,8 @@ class ServiceSettings(BaseSettings):
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # Tokens whose lifetime (exp - iat, or exp - now without iat) is longer are refused.
+    jwt_max_lifetime_s: float = Field(default=24 * 3600, gt=0)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: Port = 1025

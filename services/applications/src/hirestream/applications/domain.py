@@ -36,7 +36,7 @@ from hirestream.shared.events.postings import (
     PostingStatus,
 )
 from hirestream.shared.events.privacy import ERASING_SERVICES, CandidateErasureRequested
-from hirestream.shared.events.types import UtcDateTime, normalised_skills
+from hirestream.shared.events.types import PositiveInt64, UtcDateTime, normalised_skills
 from hirestream.shared.identity import Principal, Role
 
 
@@ -225,7 +225,7 @@ class Application(BaseModel):
     match: Match
     consent: Consent | None = None
     status: ApplicationStatus
-    version: int = Field(ge=1)
+    version: PositiveInt64
     submitted_at: UtcDateTime
     updated_at: UtcDateTime
     history: list[StatusChange] = Field(default_factory=list)

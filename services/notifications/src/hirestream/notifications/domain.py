@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, NonNegativeInt, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from hirestream.shared.events.applications import (
     ApplicationStatus,
@@ -32,7 +32,11 @@ from hirestream.shared.events.notifications import (
     NotificationDelivered,
 )
 from hirestream.shared.events.postings import PostingCreated, Seniority, Workplace
-from hirestream.shared.events.types import UtcDateTime, normalised_skills
+from hirestream.shared.events.types import (
+    NonNegativeInt64,
+    UtcDateTime,
+    normalised_skills,
+)
 from hirestream.shared.identity import Principal, Role
 
 POSTING_CREATED = "posting.created"
@@ -119,7 +123,7 @@ class AlertCriteria(BaseModel):
     country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
     workplace: Workplace | None = None
     seniority: Seniority | None = None
-    min_salary: NonNegativeInt | None = Field(default=None, description="minor units")
+    min_salary: NonNegativeInt64 | None = Field(default=None, description="minor units")
     email: EmailStr | None = Field(default=None, description="where to email matches, if wanted")
 
     @field_validator("skills")
@@ -333,12 +337,31 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest.hexdigest()}"
 
 
+# IPv6 forms that carry an IPv4 address a gateway or the host itself may turn into an IPv4
+# connection, so a private IPv4 address could hide behind them: refused whatever they embed.
+IPV6_TRANSITION_NETWORKS = tuple(
+    ipaddress.IPv6Network(network)
+    for network in (
+        "64:ff9b::/96",  # NAT64, well-known prefix (RFC 6052)
+        "64:ff9b:1::/48",  # NAT64, local-use prefix (RFC 8215)
+        "2002::/16",  # 6to4 (RFC 3056)
+        "2001::/32",  # Teredo (RFC 4380)
+        "::/96",  # IPv4-compatible (deprecated, RFC 4291)
+        "::ffff:0:0/96",  # IPv4-mapped (RFC 4291)
+        "::ffff:0:0:0/96",  # IPv4-translated (RFC 2765)
+    )
+)
+
+
 def forbidden_address(address: str) -> bool:
     """Addresses a webhook must never reach unless private targets are allowed: loopback,
-    private ranges, link-local (cloud metadata at 169.254.169.254), and the like."""
+    private ranges, link-local (cloud metadata at 169.254.169.254), multicast, and the IPv6
+    transition forms that embed an IPv4 address."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and any(
+        ip in network for network in IPV6_TRANSITION_NETWORKS
+    ):
+        return True
     return not ip.is_global or ip.is_multicast
 
 

@@ -15,7 +15,6 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
-    NonNegativeInt,
     field_validator,
     model_validator,
 )
@@ -33,7 +32,12 @@ from hirestream.shared.events.postings import (
     Seniority,
     Workplace,
 )
-from hirestream.shared.events.types import UtcDateTime, normalised_skills
+from hirestream.shared.events.types import (
+    NonNegativeInt64,
+    PositiveInt64,
+    UtcDateTime,
+    normalised_skills,
+)
 
 MAX_SKILLS = 30
 MAX_SKILL_LENGTH = 40
@@ -65,8 +69,8 @@ class Location(_Input):
 
 
 class Salary(_Input):
-    min: NonNegativeInt = Field(description="integer minor units (cents)")
-    max: NonNegativeInt = Field(description="integer minor units (cents)")
+    min: NonNegativeInt64 = Field(description="integer minor units (cents)")
+    max: NonNegativeInt64 = Field(description="integer minor units (cents)")
     currency: ISO4217
     period: SalaryPeriod = SalaryPeriod.YEAR
 
@@ -151,7 +155,7 @@ class Posting(PostingDraft):
     posting_id: str
     org: str
     status: PostingStatus
-    version: int = Field(ge=1)
+    version: PositiveInt64
     created_at: UtcDateTime
     updated_at: UtcDateTime
     closed_at: UtcDateTime | None = None
@@ -262,7 +266,7 @@ class PostingSearch(BaseModel):
     workplace: Workplace | None = None
     seniority: Seniority | None = None
     employment_type: EmploymentType | None = None
-    min_salary: NonNegativeInt | None = Field(default=None, description="salary max at least")
+    min_salary: NonNegativeInt64 | None = Field(default=None, description="salary max at least")
     org: str | None = None
     status: PostingStatus = PostingStatus.OPEN
 

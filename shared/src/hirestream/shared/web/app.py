@@ -60,11 +60,12 @@ def service_app(
         },
     )
     app.state.clients = clients
-    app.state.jwt_verifier = JwtVerifier(
+    app.state.jwt_verifier = verifier = JwtVerifier(
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
         jwks_url=settings.jwt_jwks_url,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        max_lifetime_s=settings.jwt_max_lifetime_s,
     )
     install_problem_handlers(app)
     # Added innermost first: metrics see every response (413 and 429 too), and the guard's
@@ -74,6 +75,7 @@ def service_app(
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
         write_limit=settings.rate_limit_writes,
+        verifier=verifier,
     )
     app.add_middleware(CorrelationMiddleware)
     install_metrics(app)

@@ -45,6 +45,8 @@ KEY_SET_REFRESH_COOLDOWN_S = 30.0
 # a signing key withdrawn from the key set still admits the tokens it signed for this long.
 VERIFIED_TOKEN_CACHE_S = 60.0
 VERIFIED_TOKEN_CACHE_SIZE = 10_000
+# A stolen token is good until it expires: tokens meant to live longer than this are refused.
+DEFAULT_MAX_LIFETIME_S = 24 * 3600.0
 
 
 class JwtVerifier:
@@ -58,9 +60,12 @@ class JwtVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         refresh_cooldown_s: float = KEY_SET_REFRESH_COOLDOWN_S,
+        max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._secret = secret
+        self._max_lifetime_s = max_lifetime_s
+        self._clock = clock
         # PyJWKClient caches the key set and refetches once for an unknown key id.
         self._key_set = (
             jwt.PyJWKClient(
@@ -118,7 +123,11 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(str(error)) from error
-        return principal_from_claims(claims), float(claims["exp"])
+        expires_at = float(claims["exp"])
+        issued_at = float(claims.get("iat", self._clock()))
+        if expires_at - issued_at > self._max_lifetime_s:
+            raise InvalidToken(f"the token lives longer than {self._max_lifetime_s:.0f} s")
+        return principal_from_claims(claims), expires_at
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

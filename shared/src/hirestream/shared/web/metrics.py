@@ -12,6 +12,9 @@ from hirestream.shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from hirestream.shared.web.asgi import HttpMiddleware
 
 UNMATCHED_ROUTE = "<unmatched>"
+# Label values come from closed sets, so that no request can add a time series of its own.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 
 
 def _route_template(scope: Scope) -> str:
@@ -41,7 +44,7 @@ class MetricsMiddleware(HttpMiddleware):
         finally:
             route = _route_template(scope)
             if route != "/metrics":
-                method = scope["method"]
+                method = scope["method"] if scope["method"] in METHODS else OTHER_METHOD
                 HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
                 HTTP_REQUESTS.labels(method, route, str(status)).inc()
 

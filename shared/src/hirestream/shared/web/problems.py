@@ -9,6 +9,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -25,6 +26,8 @@ from hirestream.shared.service_layer.errors import (
     UseCaseError,
 )
 from hirestream.shared.storage.pagination import InvalidCursor
+
+log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://hirestream.dev/problems"
@@ -149,5 +152,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             )
         )
 
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug: the caller learns nothing of it but the request id; the log has the rest.
+        log.error("request.failed", error=type(exc).__name__, exc_info=exc)
+        return problem_response(
+            Problem(500, "an unexpected error; quote the X-Request-ID when reporting it")
+        )
+
     app.add_exception_handler(ConnectionFailure, on_database_down)
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(InvalidCursor, on_invalid_cursor)
