@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from hirestream.notifications import services
-from hirestream.notifications.domain import Alert, AlertCriteria, ApplicationFacts, Notification
+from hirestream.notifications.domain import Alert, AlertCriteria, ApplicationFacts
 from hirestream.notifications.handlers import KEPT
 from hirestream.notifications.services import NotificationsUnitOfWork
 from hirestream.notifications.store import (
@@ -47,8 +46,9 @@ from hirestream.shared.messaging.outbox import OutboxEntry, OutboxRelay
 from hirestream.shared.privacy import ERASURES, Erasure, ErasureLedger, erase_candidate
 from hirestream.shared.service_layer.unit_of_work import IdempotencyRecord, UnitOfWork
 from tests.conftest import unique_db
-from tests.integration.test_notifications_delivery import (
+from tests.support.notifications import (
     Case,
+    FakeDeliveries,
     application_submitted,
     new_case,
     new_id,
@@ -58,19 +58,6 @@ from tests.integration.test_notifications_delivery import (
 pytestmark = pytest.mark.integration
 
 Database = AsyncDatabase[dict[str, Any]]
-
-
-class NoDeliveries:
-    """The delivery worker's side of the consumer; deliveries are not what is tested here."""
-
-    def due_at_for_new(self) -> tuple[datetime, bool]:
-        return utc_now() + timedelta(minutes=5), False
-
-    def hand_over(self, notifications: list[Notification]) -> None:
-        return None
-
-    def wake(self) -> None:
-        return None
 
 
 class FactsAfter(FactStore):
@@ -139,7 +126,7 @@ def notifications_on(
         facts=facts,
         erasures=ledger,
         publish=_nowhere,
-        deliveries=NoDeliveries(),
+        deliveries=FakeDeliveries(),  # deliveries are not what is tested here
         source="tests",
     )
 

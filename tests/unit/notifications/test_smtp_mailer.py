@@ -9,35 +9,18 @@ import email
 import email.policy
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
-from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP
 
 from hirestream.notifications.domain import DeliveryFailed
 from hirestream.notifications.email import SmtpMailer
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sessions = 0
-        self.messages: list[bytes | str] = []
-
-    async def handle_EHLO(
-        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: Any
-    ) -> Any:
-        self.sessions += 1
-        session.host_name = hostname
-        return responses
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.messages.append(envelope.content or b"")
-        return "250 OK"
+from tests.support.notifications import SmtpRecorder
 
 
 @pytest.fixture
-async def smtp_server() -> AsyncIterator[tuple[Recorder, asyncio.Server]]:
-    recorder = Recorder()
+async def smtp_server() -> AsyncIterator[tuple[SmtpRecorder, asyncio.Server]]:
+    recorder = SmtpRecorder()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(recorder), "127.0.0.1", 0)
     yield recorder, server
@@ -50,7 +33,7 @@ def mailer_for(server: asyncio.Server) -> SmtpMailer:
 
 
 async def test_messages_share_a_kept_connection(
-    smtp_server: tuple[Recorder, asyncio.Server],
+    smtp_server: tuple[SmtpRecorder, asyncio.Server],
 ) -> None:
     recorder, server = smtp_server
     mailer = mailer_for(server)
@@ -62,7 +45,7 @@ async def test_messages_share_a_kept_connection(
 
 
 async def test_a_kept_connection_the_server_closed_is_replaced_and_the_message_sent(
-    smtp_server: tuple[Recorder, asyncio.Server],
+    smtp_server: tuple[SmtpRecorder, asyncio.Server],
 ) -> None:
     recorder, server = smtp_server
     mailer = mailer_for(server)
@@ -77,7 +60,7 @@ async def test_a_kept_connection_the_server_closed_is_replaced_and_the_message_s
 
 
 async def test_concurrent_sends_keep_no_more_connections_than_the_pool(
-    smtp_server: tuple[Recorder, asyncio.Server],
+    smtp_server: tuple[SmtpRecorder, asyncio.Server],
 ) -> None:
     recorder, server = smtp_server
     mailer = mailer_for(server)
@@ -89,7 +72,7 @@ async def test_concurrent_sends_keep_no_more_connections_than_the_pool(
 
 
 async def test_a_message_has_both_alternatives_and_its_headers(
-    smtp_server: tuple[Recorder, asyncio.Server],
+    smtp_server: tuple[SmtpRecorder, asyncio.Server],
 ) -> None:
     recorder, server = smtp_server
     mailer = mailer_for(server)
@@ -106,7 +89,7 @@ async def test_a_message_has_both_alternatives_and_its_headers(
 
 
 async def test_a_line_break_in_a_title_adds_no_header_and_in_an_address_sends_nothing(
-    smtp_server: tuple[Recorder, asyncio.Server],
+    smtp_server: tuple[SmtpRecorder, asyncio.Server],
 ) -> None:
     recorder, server = smtp_server
     mailer = mailer_for(server)
@@ -132,7 +115,7 @@ def parsed(content: bytes | str) -> EmailMessage:
 
 
 async def test_a_long_title_beyond_ascii_is_folded_into_short_lines_and_reads_back_whole(
-    smtp_server: tuple[Recorder, asyncio.Server],
+    smtp_server: tuple[SmtpRecorder, asyncio.Server],
 ) -> None:
     recorder, server = smtp_server
     port = server.sockets[0].getsockname()[1]
