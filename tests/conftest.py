@@ -20,7 +20,7 @@ from pymongo import AsyncMongoClient
 from hirestream.shared.devtoken import mint_token
 from hirestream.shared.identity import Role
 from hirestream.shared.settings import ServiceSettings
-from tests.support.servers import Servers, real_servers
+from tests.support.servers import Servers, kafka_env, real_servers
 
 JWT_SECRET = "test-secret-" + "0123456789abcdef" * 3
 
@@ -58,7 +58,10 @@ SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 def settings_for(settings_class: type[SettingsT], env: dict[str, str], **changes: Any) -> SettingsT:
-    """Service settings from a test environment (not the process's own)."""
+    """Service settings from a test environment (not the process's own), with the Kafka
+    credentials of the service's own principal (named as the service, its database's name)."""
+    service = str(settings_class.model_fields["mongodb_database"].default)
+    env = {**env, **kafka_env(env["KAFKA_BOOTSTRAP_SERVERS"], service)}
     return settings_class.model_validate({**{k.lower(): v for k, v in env.items()}, **changes})
 
 

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hirestream.shared.events.catalog import BY_NAME, schema_path
 from hirestream.shared.events.envelope import CONTENT_TYPE, EventType
+from tests.support.servers import kafka_client
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -71,7 +72,7 @@ async def read_until(
     """Read the topics from the beginning (a fresh consumer group) until `done(records)`."""
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap,
+        **kafka_client(bootstrap),
         group_id=f"test-reader-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -105,7 +106,7 @@ async def read_until(
 
 
 async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_client(bootstrap), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -15,8 +15,9 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = REPO / "deploy" / "local" / "stack.sh"
@@ -32,6 +33,32 @@ class Servers:
     origin: str = "environment"
     stack_dir: Path | None = None
     stack_env: dict[str, str] | None = None  # how to call stack.sh for this stack again
+    # Kafka's client security: the protocol, and each principal's password (none: PLAINTEXT).
+    kafka_protocol: str = "PLAINTEXT"
+    kafka_passwords: dict[str, str] = field(default_factory=dict)
+
+    def kafka_env(self, principal: str) -> dict[str, str]:
+        """The settings a service process authenticates to Kafka with, as `principal`."""
+        if not self.kafka_passwords:
+            return {}
+        return {
+            "KAFKA_SECURITY_PROTOCOL": self.kafka_protocol,
+            "KAFKA_SASL_MECHANISM": SASL_MECHANISM,
+            "KAFKA_SASL_USERNAME": principal,
+            "KAFKA_SASL_PASSWORD": self.kafka_passwords[principal],
+        }
+
+    def kafka_client(self, principal: str = "operator") -> dict[str, Any]:
+        """aiokafka client options for `principal` (the tests themselves are `operator`)."""
+        options: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap}
+        if self.kafka_passwords:
+            options |= {
+                "security_protocol": self.kafka_protocol,
+                "sasl_mechanism": SASL_MECHANISM,
+                "sasl_plain_username": principal,
+                "sasl_plain_password": self.kafka_passwords[principal],
+            }
+        return options
 
     def stack(self, *args: str) -> None:
         """Run `stack.sh <args>` on this (local) stack: e.g. `start` brings back a server a
@@ -45,6 +72,35 @@ class Servers:
         if self.stack_dir is None:
             raise RuntimeError("these servers are not the local stack: cannot signal them")
         return int((self.stack_dir / f"{server}.pid").read_text().split()[0])
+
+
+SASL_MECHANISM = "SCRAM-SHA-512"
+
+# The servers each session started, by Kafka bootstrap address: helpers that are given only an
+# address (or a service's environment) find the credentials to use with it here.
+_STARTED: dict[str, Servers] = {}
+
+
+def started(bootstrap: str) -> Servers | None:
+    return _STARTED.get(bootstrap)
+
+
+def passwords_in(lines: dict[str, str]) -> dict[str, str]:
+    """Each principal's Kafka password, from `KAFKA_SASL_PASSWORD_<PRINCIPAL>` lines."""
+    prefix = "KAFKA_SASL_PASSWORD_"
+    return {
+        key.removeprefix(prefix).lower(): v for key, v in lines.items() if key.startswith(prefix)
+    }
+
+
+def kafka_client(bootstrap: str, principal: str = "operator") -> dict[str, Any]:
+    servers = started(bootstrap)
+    return servers.kafka_client(principal) if servers else {"bootstrap_servers": bootstrap}
+
+
+def kafka_env(bootstrap: str, principal: str) -> dict[str, str]:
+    servers = started(bootstrap)
+    return servers.kafka_env(principal) if servers else {}
 
 
 # Below Linux's ephemeral range (32768-60999): a port the kernel hands to some outgoing
@@ -95,12 +151,18 @@ def docker_engine_answers() -> bool:
 
 @contextmanager
 def from_environment() -> Iterator[Servers]:
-    yield Servers(
+    """Servers named by the environment, in the lines `stack.sh env` prints (so
+    `eval "$(deploy/local/stack.sh env)"` points the tests at a running local stack)."""
+    servers = Servers(
         kafka_bootstrap=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
         mongodb_url=os.environ["MONGODB_URL"],
         smtp_host=os.environ.get("SMTP_HOST", "127.0.0.1"),
         smtp_port=int(os.environ.get("SMTP_PORT", "1025")),
+        kafka_protocol=os.environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        kafka_passwords=passwords_in(dict(os.environ)),
     )
+    _STARTED[servers.kafka_bootstrap] = servers
+    yield servers
 
 
 @contextmanager
@@ -119,7 +181,8 @@ def from_containers() -> Iterator[Servers]:
         )
 
 
-def run_stack(env: dict[str, str], *args: str) -> None:
+def run_stack(env: dict[str, str], *args: str) -> dict[str, str]:
+    """Run stack.sh; returns the `KEY=value` lines it printed (the endpoints, for `start`)."""
     result = subprocess.run(
         ["bash", str(STACK_SCRIPT), *args],
         env={**os.environ, **env},
@@ -131,6 +194,8 @@ def run_stack(env: dict[str, str], *args: str) -> None:
         raise RuntimeError(
             f"{STACK_SCRIPT} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         )
+    lines = (line.partition("=") for line in result.stdout.splitlines())
+    return {key: value for key, sign, value in lines if sign and key.isupper()}
 
 
 @contextmanager
@@ -145,19 +210,23 @@ def from_local_stack(stack_dir: Path, *, kafka_nodes: int = 1) -> Iterator[Serve
         "MONGO_PORT": str(free_port()),
         "SMTP_PORT": str(free_port()),
     }
-    run_stack(env, "start")
-    brokers = ",".join(f"127.0.0.1:{kafka_ports[i]}" for i in range(kafka_nodes))
+    endpoints = run_stack(env, "start")
+    servers = Servers(
+        kafka_bootstrap=endpoints["KAFKA_BOOTSTRAP_SERVERS"],
+        mongodb_url=endpoints["MONGODB_URL"],
+        smtp_port=int(env["SMTP_PORT"]),
+        mail_dir=stack_dir / "mail",
+        origin="local stack",
+        stack_dir=stack_dir,
+        stack_env=env,
+        kafka_protocol=endpoints.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        kafka_passwords=passwords_in(endpoints),
+    )
+    _STARTED[servers.kafka_bootstrap] = servers
     try:
-        yield Servers(
-            kafka_bootstrap=brokers,
-            mongodb_url=f"mongodb://127.0.0.1:{env['MONGO_PORT']}",
-            smtp_port=int(env["SMTP_PORT"]),
-            mail_dir=stack_dir / "mail",
-            origin="local stack",
-            stack_dir=stack_dir,
-            stack_env=env,
-        )
+        yield servers
     finally:
+        _STARTED.pop(servers.kafka_bootstrap, None)
         subprocess.run(["bash", str(STACK_SCRIPT), "stop"], env={**os.environ, **env}, check=False)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.processes import ServiceProcess
-from tests.support.servers import free_port
+from tests.support.servers import free_port, kafka_env
 
 SERVICES = ("postings", "applications", "notifications")
 
@@ -43,6 +43,7 @@ def running_system(
             port=free_port(),
             env={
                 **base_env,
+                **kafka_env(base_env["KAFKA_BOOTSTRAP_SERVERS"], name),
                 "MONGODB_DATABASE": databases[name],
                 "LOG_FORMAT": "json",
                 "WEBHOOK_ALLOW_PRIVATE": "true",
