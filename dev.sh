@@ -8,6 +8,9 @@
 #   ./dev.sh status   what is running.
 #   ./dev.sh token    mint a development token: ./dev.sh token --role employer --org acme
 #   ./dev.sh demo     publish a handful of realistic postings to the running system
+#   ./dev.sh kafka-client [PRINCIPAL]
+#                     a Kafka principal's client properties (default operator), for
+#                     kcat -F or a Kafka tool's --consumer.config / --command-config
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -60,18 +63,35 @@ pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 ready() { curl -fsS -o /dev/null "http://127.0.0.1:$1/readyz" 2>/dev/null; }
 
+# One line of what stack.sh printed (`KEY=value`), or nothing.
+endpoint() { sed -n "s/^$1=//p" <<<"$ENDPOINTS" | head -n 1; }
+
+# Each service authenticates to Kafka as its own principal, named after it.
+export_kafka_credentials() {
+  local name=$1 password
+  password="$(endpoint "KAFKA_SASL_PASSWORD_${name^^}")"
+  [[ -n $password ]] || return 0  # an open (PLAINTEXT) local Kafka
+  export KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_SASL_USERNAME="$name"
+  KAFKA_SECURITY_PROTOCOL="$(endpoint KAFKA_SECURITY_PROTOCOL)"
+  KAFKA_SASL_MECHANISM="$(endpoint KAFKA_SASL_MECHANISM)"
+  export KAFKA_SASL_PASSWORD="$password"
+}
+
 cmd_up() {
   sync_venv
-  bash "$ROOT/deploy/local/stack.sh" start
+  ENDPOINTS="$(bash "$ROOT/deploy/local/stack.sh" start)"
   service_env
   mkdir -p "$RUN/logs"
   for name in "${SERVICES[@]}"; do
     local pidfile="$RUN/$name.pid"
     if pid_alive "$pidfile"; then continue; fi
-    PORT="${PORTS[$name]}" MONGODB_DATABASE="$name" \
-      setsid nohup "$ROOT/.venv/bin/python" -m "hirestream.$name" \
-      >>"$RUN/logs/$name.log" 2>&1 < /dev/null &
-    echo $! > "$pidfile"
+    (
+      export_kafka_credentials "$name"
+      PORT="${PORTS[$name]}" MONGODB_DATABASE="$name" \
+        setsid nohup "$ROOT/.venv/bin/python" -m "hirestream.$name" \
+        >>"$RUN/logs/$name.log" 2>&1 < /dev/null &
+      echo $! > "$pidfile"
+    )
   done
   local deadline=$((SECONDS + 120))
   for name in "${SERVICES[@]}"; do
@@ -135,5 +155,6 @@ case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   token) shift; cmd_token "$@" ;;
   demo) shift; cmd_demo "$@" ;;
-  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  kafka-client) shift; exec bash "$ROOT/deploy/local/stack.sh" kafka-client "$@" ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
