@@ -10,8 +10,8 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from hirestream.applications.app import ApplicationsSettings, create_app
-from tests.conftest import client_for, settings_for, unique_db
+from tests.conftest import unique_db
+from tests.support.applications_integration import running_applications, wait_for_view
 from tests.support.factories import (
     new_posting_id,
     posting_closed_event,
@@ -19,7 +19,7 @@ from tests.support.factories import (
     posting_updated_event,
 )
 from tests.support.kafka import produce, read_until
-from tests.support.polling import eventually
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.integration
 
@@ -33,26 +33,13 @@ def applications_db() -> str:
 async def applications(
     base_env: dict[str, str], applications_db: str
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings_for(ApplicationsSettings, base_env, mongodb_database=applications_db)
-    async for client in client_for(create_app(settings)):
+    async for client in running_applications(base_env, applications_db):
         yield client
-
-
-async def wait_for_view(
-    mongo: AsyncMongoClient[dict[str, Any]],
-    db: str,
-    posting_id: str,
-    expected_version: int,
-    timeout_s: float = 30,
-) -> dict[str, Any]:
-    collection = mongo[db]["postings_view"]
-    query = {"_id": posting_id, "version": {"$gte": expected_version}}
-    return await eventually(lambda: collection.find_one(query), timeout_s=timeout_s)
 
 
 async def test_created_event_lands_in_the_read_model(
     applications: httpx.AsyncClient,
-    servers: Any,
+    servers: Servers,
     mongo: AsyncMongoClient[dict[str, Any]],
     applications_db: str,
 ) -> None:
@@ -71,7 +58,7 @@ async def test_created_event_lands_in_the_read_model(
 
 async def test_updated_before_created_and_duplicates_leave_the_newest(
     applications: httpx.AsyncClient,
-    servers: Any,
+    servers: Servers,
     mongo: AsyncMongoClient[dict[str, Any]],
     applications_db: str,
 ) -> None:
@@ -107,7 +94,7 @@ async def test_updated_before_created_and_duplicates_leave_the_newest(
 
 async def test_poison_goes_to_the_dead_letter_topic_and_the_partition_moves_on(
     applications: httpx.AsyncClient,
-    servers: Any,
+    servers: Servers,
     mongo: AsyncMongoClient[dict[str, Any]],
     applications_db: str,
 ) -> None:

@@ -7,49 +7,27 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from hirestream.applications.store import ApplicationStore
 from hirestream.shared.events.types import utc_now
 from tests.conftest import unique_db
+from tests.support.applications_integration import application_document
 
 pytestmark = pytest.mark.integration
 
 PERIOD = timedelta(days=180)
 
 
-def application(candidate: str, status: str, age_days: float, **changes: Any) -> dict[str, Any]:
-    at = utc_now() - timedelta(days=age_days)
-    document: dict[str, Any] = {
-        "_id": ObjectId(),
-        "posting_id": f"p-{ObjectId()}",
-        "org": "acme",
-        "candidate": {"candidate_id": candidate, "name": f"Name {candidate}", "email": "a@b.co"},
-        "resume_url": "https://cv.example.com/x.pdf",
-        "cover_letter": "Hello",
-        "skills": ["go"],
-        "match": {"score": 0.5, "matched_skills": ["go"], "missing_skills": ["kafka"]},
-        "status": status,
-        "version": 2,
-        "submitted_at": at,
-        "updated_at": at,
-        "history": [],
-        "anonymised": False,
-    }
-    document.update(changes)
-    return document
-
-
 async def test_final_applications_past_the_period_are_anonymised(
     mongo: AsyncMongoClient[dict[str, Any]],
 ) -> None:
     store = ApplicationStore(mongo[unique_db("retention")]["applications"])
-    expired = application("c-old", "rejected", age_days=200)
-    recent_final = application("c-recent", "hired", age_days=10)
-    old_but_open = application("c-open", "interview", age_days=400)
-    returning_old = application("c-back", "withdrawn", age_days=300)
-    returning_new = application("c-back", "submitted", age_days=5)
+    expired = application_document("c-old", "rejected", age_days=200)
+    recent_final = application_document("c-recent", "hired", age_days=10)
+    old_but_open = application_document("c-open", "interview", age_days=400)
+    returning_old = application_document("c-back", "withdrawn", age_days=300)
+    returning_new = application_document("c-back", "submitted", age_days=5)
     await store.collection.insert_many(
         [expired, recent_final, old_but_open, returning_old, returning_new]
     )

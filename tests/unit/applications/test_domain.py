@@ -3,7 +3,6 @@ the match score against a posting's skills, the form a candidate sends, and subm
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,89 +20,25 @@ from hirestream.applications.domain import (
 )
 from hirestream.shared.events.applications import ApplicationStatus, Candidate, Match
 from hirestream.shared.events.postings import CloseReason, PostingClosed, PostingStatus
+from tests.support.applications import (
+    ALLOWED_FROM,
+    CANDIDATE_USER,
+    EMPLOYER_USER,
+    FINAL,
+    ILLEGAL,
+    LATER,
+    LEGAL,
+    NOW,
+    POSTING_SKILLS,
+    application_body,
+    application_in,
+    open_posting,
+    pair_id,
+    party_of,
+    user_of,
+)
 
 S = ApplicationStatus
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-LATER = NOW + timedelta(hours=3)
-POSTING_SKILLS = ["python", "kafka", "mongodb", "kubernetes"]
-EMPLOYER_USER = "user-recruiter-ana"
-CANDIDATE_USER = "cand-7f3a9c1e"
-
-FINAL = (S.HIRED, S.REJECTED, S.WITHDRAWN)
-NON_FINAL = (S.SUBMITTED, S.SCREENING, S.INTERVIEW, S.OFFER)
-# The whole workflow (CONTRACT.md): every legal move and the one party that may make it.
-LEGAL: dict[tuple[ApplicationStatus, ApplicationStatus], Party] = {
-    (S.SUBMITTED, S.SCREENING): Party.EMPLOYER,
-    (S.SCREENING, S.INTERVIEW): Party.EMPLOYER,
-    (S.INTERVIEW, S.OFFER): Party.EMPLOYER,
-    (S.OFFER, S.HIRED): Party.EMPLOYER,
-    **{(status, S.REJECTED): Party.EMPLOYER for status in NON_FINAL},
-    **{(status, S.WITHDRAWN): Party.CANDIDATE for status in NON_FINAL},
-}
-ALLOWED_FROM: dict[ApplicationStatus, set[ApplicationStatus]] = {
-    current: {target for (source, target) in LEGAL if source is current} for current in S
-}
-ILLEGAL = [(current, target) for current in S for target in S if (current, target) not in LEGAL]
-
-
-def party_of(target: ApplicationStatus) -> Party:
-    return Party.CANDIDATE if target is S.WITHDRAWN else Party.EMPLOYER
-
-
-def user_of(party: Party) -> str:
-    return CANDIDATE_USER if party is Party.CANDIDATE else EMPLOYER_USER
-
-
-def form_fields(**changes: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "name": "Maya Okafor",
-        "email": "maya.okafor@example.com",
-        "resume_url": "https://cdn.example.com/resumes/maya-okafor.pdf",
-        "consent": {"processing": True},
-        "skills": ["Python", "Kafka", "PostgreSQL"],
-        "cover_letter": "I have run Kafka pipelines in production for four years.",
-    }
-    fields.update(changes)
-    return fields
-
-
-def open_posting(**changes: Any) -> PostingView:
-    fields: dict[str, Any] = {
-        "posting_id": "6650f1c2e4b0a1b2c3d4e5f6",
-        "version": 1,
-        "status": PostingStatus.OPEN,
-        "org": "acme",
-        "title": "Senior Backend Developer",
-        "skills": POSTING_SKILLS,
-        "contact_email": "hiring@acme.example",
-        "updated_at": NOW,
-    }
-    fields.update(changes)
-    return PostingView.model_validate(fields)
-
-
-def application_in(status: ApplicationStatus, *, version: int = 4) -> Application:
-    return Application(
-        application_id="6650f1c2e4b0a1b2c3d4e600",
-        posting_id="6650f1c2e4b0a1b2c3d4e5f6",
-        org="acme",
-        candidate=Candidate(
-            candidate_id=CANDIDATE_USER, name="Maya Okafor", email="maya.okafor@example.com"
-        ),
-        resume_url="https://cdn.example.com/resumes/maya-okafor.pdf",
-        skills=["python", "kafka"],
-        match=Match(
-            score=0.5, matched_skills=["python", "kafka"], missing_skills=["mongodb", "kubernetes"]
-        ),
-        status=status,
-        version=version,
-        submitted_at=NOW,
-        updated_at=NOW,
-    )
-
-
-def pair_id(pair: tuple[ApplicationStatus, ApplicationStatus]) -> str:
-    return f"{pair[0]}->{pair[1]}"
 
 
 # --- the workflow ---------------------------------------------------------------------------
@@ -312,14 +247,17 @@ def test_a_skill_the_posting_repeats_counts_once() -> None:
 
 def test_the_form_normalises_skills() -> None:
     form = ApplicationForm.model_validate(
-        form_fields(skills=["  Python ", "python", "Machine   Learning", "", "KAFKA"])
+        application_body(skills=["  Python ", "python", "Machine   Learning", "", "KAFKA"])
     )
 
     assert form.skills == ["python", "machine learning", "kafka"]
 
 
 def test_the_form_trims_the_name() -> None:
-    assert ApplicationForm.model_validate(form_fields(name="  Maya Okafor ")).name == "Maya Okafor"
+    assert (
+        ApplicationForm.model_validate(application_body(name="  Maya Okafor ")).name
+        == "Maya Okafor"
+    )
 
 
 @pytest.mark.parametrize(
@@ -339,14 +277,14 @@ def test_the_form_trims_the_name() -> None:
 )
 def test_an_invalid_form_is_refused_naming_the_field(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        ApplicationForm.model_validate(form_fields(**changes))
+        ApplicationForm.model_validate(application_body(**changes))
 
     assert {str(error["loc"][0]) for error in caught.value.errors()} == {field}
 
 
 @pytest.mark.parametrize("field", ["name", "email", "resume_url", "consent"])
 def test_a_form_without_a_required_field_is_refused(field: str) -> None:
-    fields = form_fields()
+    fields = application_body()
     del fields[field]
 
     with pytest.raises(ValidationError) as caught:
@@ -373,7 +311,7 @@ def test_skills_and_cover_letter_are_optional() -> None:
 
 
 def test_submitting_fills_the_application_at_version_one() -> None:
-    form = ApplicationForm.model_validate(form_fields())
+    form = ApplicationForm.model_validate(application_body())
 
     application, _ = Application.submit(
         form,
@@ -401,7 +339,7 @@ def test_submitting_fills_the_application_at_version_one() -> None:
 
 
 def test_submitting_records_application_submitted_with_the_same_fields() -> None:
-    form = ApplicationForm.model_validate(form_fields())
+    form = ApplicationForm.model_validate(application_body())
 
     application, submitted = Application.submit(
         form,
@@ -423,7 +361,7 @@ def test_submitting_records_application_submitted_with_the_same_fields() -> None
 
 
 def test_a_posting_without_skills_scores_one() -> None:
-    form = ApplicationForm.model_validate(form_fields())
+    form = ApplicationForm.model_validate(application_body())
 
     application, _ = Application.submit(
         form,
@@ -437,7 +375,7 @@ def test_a_posting_without_skills_scores_one() -> None:
 
 
 def test_submitting_to_a_closed_posting_is_refused() -> None:
-    form = ApplicationForm.model_validate(form_fields())
+    form = ApplicationForm.model_validate(application_body())
     closed = open_posting(
         version=2, status=PostingStatus.CLOSED, close_reason=CloseReason.FILLED, closed_at=NOW
     )
@@ -453,7 +391,7 @@ def test_submitting_to_a_closed_posting_is_refused() -> None:
 
 
 def test_submitting_to_a_posting_known_only_from_its_closing_is_refused() -> None:
-    form = ApplicationForm.model_validate(form_fields())
+    form = ApplicationForm.model_validate(application_body())
     closing = PostingClosed(
         posting_id="6650f1c2e4b0a1b2c3d4e5f6",
         org="acme",
@@ -474,13 +412,13 @@ def test_submitting_to_a_posting_known_only_from_its_closing_is_refused() -> Non
 
 def test_an_application_needs_consent_to_processing() -> None:
     with pytest.raises(ValidationError) as caught:
-        ApplicationForm.model_validate(form_fields(consent={"processing": False}))
+        ApplicationForm.model_validate(application_body(consent={"processing": False}))
     assert [error["loc"] for error in caught.value.errors()] == [("consent", "processing")]
 
 
 def test_consent_is_stored_and_carried_in_the_event() -> None:
     form = ApplicationForm.model_validate(
-        form_fields(consent={"processing": True, "keep_profile": True})
+        application_body(consent={"processing": True, "keep_profile": True})
     )
     application, submitted = Application.submit(
         form, application_id="a1", candidate_id="c1", posting=open_posting(), now=NOW

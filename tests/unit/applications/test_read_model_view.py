@@ -1,15 +1,30 @@
-"""What the applications read model stores from each posting event, and how long the
-applications route reuses a posting it read."""
+"""What the applications read model stores from each posting event (`record_posting`), and
+how long the applications route reuses a posting it read."""
 
 import asyncio
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable
+
+import pytest
 
 from hirestream.applications.domain import PostingView
+from hirestream.applications.services import (
+    ApplicationsUnitOfWork,
+    record_posting,
+    submit_application,
+)
 from hirestream.applications.store import PostingReadModel
 from hirestream.shared.events.postings import CloseReason, PostingClosed, PostingStatus
-
-NOW = datetime(2026, 11, 28, tzinfo=UTC)
+from hirestream.shared.service_layer.errors import Conflict
+from tests.support.applications import (
+    NOW,
+    POSTING_ID,
+    FakePostingViews,
+    OnePostingCollection,
+    closed_posting,
+    open_posting,
+    open_posting_document,
+    submission,
+)
 
 
 def test_a_closing_does_not_erase_fields_it_does_not_carry() -> None:
@@ -23,31 +38,32 @@ def test_a_closing_does_not_erase_fields_it_does_not_carry() -> None:
     assert "skills" not in fields
 
 
-class OnePostingCollection:
-    """A fake collection holding one posting document; counts reads, can hold a read open."""
+async def test_a_posting_event_is_recorded_only_over_an_older_version() -> None:
+    postings = FakePostingViews()
 
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.document = document
-        self.reads = 0
-        self.read_gate: asyncio.Event | None = None
+    assert await record_posting(open_posting(version=2, title="Lead Engineer"), postings)
+    assert not await record_posting(open_posting(version=2, title="Duplicate"), postings)
+    assert not await record_posting(open_posting(version=1, title="Older"), postings)
 
-    async def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
-        self.reads += 1
-        seen = dict(self.document)
-        if self.read_gate is not None:
-            await self.read_gate.wait()
-        return seen if query["_id"] == seen["_id"] else None
-
-    async def update_one(self, query: Any, update: dict[str, Any], upsert: bool) -> None:
-        self.document = {**self.document, **update["$set"]}
+    view = await postings.get(POSTING_ID)
+    assert view is not None
+    assert (view.version, view.title) == (2, "Lead Engineer")
 
 
-def open_posting(version: int) -> dict[str, Any]:
-    return {"_id": "p1", "version": version, "status": "open", "org": "acme"}
+async def test_a_recorded_closing_keeps_the_title_and_refuses_applications(
+    postings: FakePostingViews, unit_of_work: Callable[[], ApplicationsUnitOfWork]
+) -> None:
+    assert await record_posting(closed_posting(version=2), postings)
+
+    view = await postings.get(POSTING_ID)
+    assert view is not None
+    assert (view.status, view.title) == (PostingStatus.CLOSED, "Senior Backend Developer")
+    with pytest.raises(Conflict):
+        await submit_application(submission(), unit_of_work())
 
 
 async def test_postings_read_for_applications_are_reused_until_a_new_version_is_stored() -> None:
-    collection = OnePostingCollection(open_posting(1))
+    collection = OnePostingCollection(open_posting_document(version=1))
     read_model = PostingReadModel(collection)  # type: ignore[arg-type]
     assert (await read_model.get("p1")) == (await read_model.get("p1"))
     assert collection.reads == 1  # the second came from memory
@@ -65,7 +81,7 @@ async def test_postings_read_for_applications_are_reused_until_a_new_version_is_
 
 
 async def test_a_read_that_overlaps_a_stored_version_is_not_kept() -> None:
-    collection = OnePostingCollection(open_posting(1))
+    collection = OnePostingCollection(open_posting_document(version=1))
     read_model = PostingReadModel(collection)  # type: ignore[arg-type]
     collection.read_gate = asyncio.Event()
     slow_read = asyncio.create_task(read_model.get("p1"))  # reads version 1, then waits
