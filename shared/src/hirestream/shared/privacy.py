@@ -31,6 +31,12 @@ from hirestream.shared.events.privacy import (
     CandidateErased,
     CandidateErasureRequested,
 )
+from hirestream.shared.events.privacy import (
+    ERASED_EMAIL as ERASED_EMAIL,  # re-exported: the services anonymise with them
+)
+from hirestream.shared.events.privacy import (
+    ERASED_NAME as ERASED_NAME,
+)
 from hirestream.shared.events.types import UtcDateTime, utc_now
 from hirestream.shared.messaging.outbox import OUTBOX_INDEX, OutboxEntry, new_outbox_fields
 from hirestream.shared.messaging.subscriptions import Subscription
@@ -51,8 +57,6 @@ ERASURE_INDEXES = CollectionIndexes(
         IndexModel(OUTBOX_INDEX, name="outbox_due"),
     ],
 )
-ERASED_NAME = "(erased)"
-ERASED_EMAIL = "erased@invalid.invalid"
 
 Anonymise = Callable[[str], Awaitable[dict[str, int]]]
 """Anonymises what the service holds of a candidate; returns how many documents, per kind."""

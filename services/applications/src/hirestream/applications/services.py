@@ -155,7 +155,9 @@ async def submit_application(command: SubmitApplication, uow: ApplicationsUnitOf
                 application_id=existing.application_id,
             )
             if existing is not None
-            else Conflict("a concurrent application; try again")  # withdrawn and erased since
+            # The id derived from the key is taken by another posting's application: the
+            # earlier request's answer is returned below, so this is only a fallback.
+            else Conflict("this Idempotency-Key was used for another application")
         )
         return await _earlier_or(command, uow, duplicate)
     return Submitted(application)

@@ -41,6 +41,7 @@ import structlog
 from hirestream.notifications.domain import (
     DeliveryAttempt,
     DeliveryFailed,
+    DeliveryImpossible,
     DeliveryStatus,
     Notification,
     Webhook,
@@ -278,10 +279,12 @@ class DeliveryWorker:
         started = time.perf_counter()
         status_code: int | None = None
         error: str | None = None
+        final = False
         try:
             status_code = await self._send(notification)
         except DeliveryFailed as failure:
             error = str(failure)
+            final = isinstance(failure, DeliveryImpossible)
         attempt = DeliveryAttempt(
             number=number,
             at=now,
@@ -291,7 +294,7 @@ class DeliveryWorker:
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         DELIVERY_ATTEMPTS.labels(channel.value, str(attempt.ok).lower()).inc()
-        if error is not None and number < self.schedule.max_attempts:
+        if error is not None and not final and number < self.schedule.max_attempts:
             await self._retry_later(notification, attempt)
             return
         outcome = DeliveryOutcome.DELIVERED if error is None else DeliveryOutcome.FAILED
@@ -343,14 +346,14 @@ class DeliveryWorker:
     async def _send(self, notification: Notification) -> int | None:
         if notification.channel is Channel.EMAIL:
             if notification.email is None:
-                raise DeliveryFailed("no address to send to (erased)")
+                raise DeliveryImpossible("no address to send to (erased)")
             await self.mailer.send(
                 notification.email, notification.title or "", notification.body or ""
             )
             return None
         webhook = await self.find_webhook(notification.webhook_id or "")
         if webhook is None:
-            raise DeliveryFailed("the webhook was deleted")
+            raise DeliveryImpossible("the webhook was deleted")
         return await self.webhooks.send(
             webhook.url, webhook.secret, (notification.payload or "").encode()
         )

@@ -32,6 +32,7 @@ from hirestream.shared.events.notifications import (
     NotificationDelivered,
 )
 from hirestream.shared.events.postings import PostingCreated, Seniority, Workplace
+from hirestream.shared.events.privacy import ERASED_EMAIL
 from hirestream.shared.events.types import (
     NonNegativeInt64,
     UtcDateTime,
@@ -220,7 +221,7 @@ def _channels(
     chosen: list[tuple[Channel, str | None]] = []
     if in_app and prefs.wants(kind, Channel.IN_APP):
         chosen.append((Channel.IN_APP, None))
-    if email and prefs.wants(kind, Channel.EMAIL):
+    if email and email != ERASED_EMAIL and prefs.wants(kind, Channel.EMAIL):
         chosen.append((Channel.EMAIL, email))
     return chosen
 
@@ -408,6 +409,11 @@ def webhook_owner(caller: Principal) -> str:
 
 class DeliveryFailed(Exception):
     """This attempt did not deliver; the message says why (no addresses, no content)."""
+
+
+class DeliveryImpossible(DeliveryFailed):
+    """No attempt can ever deliver (the webhook was deleted, the address erased): the delivery
+    fails at once instead of being retried."""
 
 
 class DeliveryStatus(StrEnum):

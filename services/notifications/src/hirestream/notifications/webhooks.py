@@ -115,7 +115,7 @@ def webhook_transport(
     """httpx's transport, connecting through `PublicAddressesOnly` unless private targets are
     allowed. httpx takes no network backend, its connection pool (httpcore) does, so the pool
     (httpx's private `_pool`) is built again with the transport's settings; should a new httpx
-    stop using it, tests/unit/test_webhook_egress.py fails."""
+    stop using it, tests/unit/notifications/test_webhook_egress.py fails."""
     # Not from the environment: a proxy would make the connections this guard checks
     # go to the proxy (where egress must then be guarded instead).
     transport = httpx.AsyncHTTPTransport(trust_env=False, limits=WEBHOOK_LIMITS)

@@ -42,5 +42,9 @@ CANDIDATE_ERASURE_REQUESTED = EventType(
 )
 CANDIDATE_ERASED = EventType("candidate.erased", CandidateErased, subject_field="candidate_id")
 
+# What an erased candidate's name and address become wherever they were kept.
+ERASED_NAME = "(erased)"
+ERASED_EMAIL = "erased@invalid.invalid"
+
 # The services that hold something of a candidate and must each confirm an erasure.
 ERASING_SERVICES = ("postings", "applications", "notifications")

@@ -10,7 +10,7 @@ import struct
 import sys
 import termios
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,7 +23,7 @@ SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 # uvicorn's exit status when the server did not start (uvicorn.main.STARTUP_FAILURE).
 STARTUP_FAILURE = 3
 # At most this long, once shutdown begins, for requests already delivered to a kept-alive
-# connection to be read; one turn of the event loop is all it usually takes.
+# connection to be read; a turn or two of the event loop is all it usually takes.
 READ_DELIVERED_LIMIT_S = 1.0
 
 
@@ -57,34 +57,46 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, but a request that reached an idle kept-alive connection before
-    shutdown began is answered: uvicorn closes idle connections at once, and one whose request
-    the busy event loop has not read yet looks idle, so the request was reset with it."""
+    """uvicorn's server, but a request that reached a kept-alive connection before shutdown is
+    answered: uvicorn closes idle connections at once, and one whose request its busy event loop
+    has not read yet looks idle, so the request was reset with it."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()  # refuse new connections; uvicorn's own close is then a no-op
-        await read_delivered_requests(
-            [connection.transport for connection in self.server_state.connections]
-        )
-        # Now a connection with a request in hand is busy: uvicorn lets it answer, then closes.
+        await shut_down_once_read(list(self.server_state.connections))
+        # uvicorn asks every connection again (a closed one stays closed, a busy one closes after
+        # its response anyway), then waits for those still answering.
         await super().shutdown(sockets)
 
 
-async def read_delivered_requests(
-    transports: Iterable[asyncio.BaseTransport], limit_s: float = READ_DELIVERED_LIMIT_S
+class Connection(Protocol):
+    """What every uvicorn protocol has: its transport, and `shutdown` (close when idle, or
+    once the response in hand is sent)."""
+
+    @property
+    def transport(self) -> asyncio.BaseTransport: ...
+
+    def shutdown(self) -> None: ...
+
+
+async def shut_down_once_read(
+    connections: Iterable[Connection], limit_s: float = READ_DELIVERED_LIMIT_S
 ) -> None:
-    """Let the event loop read what has arrived on `transports` (those not paused for flow
-    control), up to `limit_s`."""
-    pending = list(transports)
+    """Ask each connection to shut down (an idle one closes, a busy one closes after its
+    response) once the kernel holds nothing for it that the server has not read; after
+    `limit_s`, the ones left are uvicorn's to shut down."""
+    waiting = set(connections)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
-    await asyncio.sleep(0)  # one turn of the loop: its selector hands over what has arrived
-    while loop.time() < deadline:
-        pending = [transport for transport in pending if has_unread_input(transport)]
-        if not pending:
+    while True:
+        # Checked and closed in one step: no request can arrive unseen in between.
+        for connection in [c for c in waiting if not has_unread_input(c.transport)]:
+            connection.shutdown()
+            waiting.discard(connection)
+        if not waiting or loop.time() >= deadline:
             return
-        await asyncio.sleep(0.01)  # the kernel's receive queues signal nothing to await
+        await asyncio.sleep(0.005)  # the loop reads what has arrived; the kernel signals nothing
 
 
 def has_unread_input(transport: asyncio.BaseTransport) -> bool:
