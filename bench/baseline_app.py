@@ -1,10 +1,8 @@
-"""The bare baseline endpoint: the same kind of process as the services (FastAPI served by
-uvicorn with the services' settings, PyMongo's async client, the same database server), doing
-one `insert_one` per POST and nothing else: no auth, no validation model, no outbox, no
-middleware. `python -m bench.baseline_app --port P --mongodb-url URL --database DB`.
+"""The POST benchmark's baseline: the same kind of process as the services (FastAPI on uvicorn
+with their settings, PyMongo's async client, the same database server) doing one `insert_one`
+per request and nothing else. Same path and body as `POST /postings/{id}/applications`.
 
-It takes the same path and body as `POST /postings/{posting_id}/applications`, so the load
-tool sends both exactly the same requests.
+`python -m bench.baseline_app --port P --mongodb-url URL --database DB`
 """
 
 from __future__ import annotations
@@ -44,20 +42,15 @@ def create_app(mongodb_url: str, database: str) -> FastAPI:
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="bare insert endpoint (benchmark baseline)")
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mongodb-url", required=True)
     parser.add_argument("--database", required=True)
-    args = parser.parse_args(argv)
-    # The services' own uvicorn settings (hirestream.shared.runtime.serve), on loopback.
-    uvicorn.run(
-        create_app(args.mongodb_url, args.database),
-        host="127.0.0.1",
-        port=args.port,
-        log_config=None,
-        access_log=False,
-    )
+    args = parser.parse_args()
+    app = create_app(args.mongodb_url, args.database)
+    # The services' uvicorn settings (hirestream.shared.runtime.process.serve), on loopback.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

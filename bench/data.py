@@ -1,11 +1,6 @@
-"""Synthetic but realistic data for the benchmarks, reproducible from a seed.
-
-Postings are built with the postings service's own domain model (`Posting.publish`) and stored
-in the service's own document shape (`store._stored_fields`: `search_tokens`, `city_key`), so
-the search benchmark reads exactly what the service would have written. Application events are
-built with the shared pydantic models, `EventType.new` and `serialize`, as the applications
-service publishes them.
-"""
+"""Synthetic data, reproducible from a seed, built with the services' own models: postings with
+the postings domain (`Posting.publish`) in the store's document shape (`store._fields`), and
+events with the shared event models, as the applications service publishes them."""
 
 from __future__ import annotations
 
@@ -18,7 +13,7 @@ from typing import Any
 from bson import ObjectId
 
 from hirestream.postings.domain import Posting, PostingDraft
-from hirestream.postings.store import _stored_fields
+from hirestream.postings.store import _fields
 from hirestream.shared.events.applications import (
     APPLICATION_SUBMITTED,
     ApplicationStatus,
@@ -28,51 +23,27 @@ from hirestream.shared.events.applications import (
 )
 from hirestream.shared.events.envelope import serialize
 from hirestream.shared.events.postings import PostingStatus
+from hirestream.shared.messaging.outbox import new_outbox_fields
 
-# (city, region, country): a spread of sizes, so some city filters match many postings and
-# some few.
+# (city, region, country, weight): a few big hubs and a long tail, so that some city filters
+# match many postings and some few.
 CITIES = [
-    ("San Francisco", "CA", "US"),
-    ("New York", "NY", "US"),
-    ("Seattle", "WA", "US"),
-    ("Chicago", "IL", "US"),
-    ("Austin", "TX", "US"),
-    ("Boston", "MA", "US"),
-    ("Denver", "CO", "US"),
-    ("Atlanta", "GA", "US"),
-    ("Toronto", "ON", "CA"),
-    ("Vancouver", "BC", "CA"),
-    ("London", None, "GB"),
-    ("Manchester", None, "GB"),
-    ("Berlin", None, "DE"),
-    ("Munich", None, "DE"),
-    ("Hamburg", None, "DE"),
-    ("Paris", None, "FR"),
-    ("Lyon", None, "FR"),
-    ("Amsterdam", None, "NL"),
-    ("Rotterdam", None, "NL"),
-    ("Dublin", None, "IE"),
-    ("Madrid", None, "ES"),
-    ("Barcelona", None, "ES"),
-    ("Lisbon", None, "PT"),
-    ("Stockholm", None, "SE"),
-    ("Warsaw", None, "PL"),
-    ("Zurich", None, "CH"),
-    ("Bangalore", "KA", "IN"),
-    ("Sydney", "NSW", "AU"),
-    ("Singapore", None, "SG"),
-    ("Tokyo", None, "JP"),
-]
-# City weights: a few big hubs, a long tail.
-CITY_WEIGHTS = [
-    12, 10, 8, 6, 5, 5, 3, 3, 4, 3, 9, 2, 6, 3, 2, 5, 1, 4, 1, 3, 2, 2, 1, 2, 2, 1, 4, 2, 2, 2,
+    ("San Francisco", "CA", "US", 12), ("New York", "NY", "US", 10), ("Seattle", "WA", "US", 8),
+    ("Chicago", "IL", "US", 6), ("Austin", "TX", "US", 5), ("Boston", "MA", "US", 5),
+    ("Denver", "CO", "US", 3), ("Atlanta", "GA", "US", 3), ("Toronto", "ON", "CA", 4),
+    ("Vancouver", "BC", "CA", 3), ("London", None, "GB", 9), ("Manchester", None, "GB", 2),
+    ("Berlin", None, "DE", 6), ("Munich", None, "DE", 3), ("Hamburg", None, "DE", 2),
+    ("Paris", None, "FR", 5), ("Lyon", None, "FR", 1), ("Amsterdam", None, "NL", 4),
+    ("Rotterdam", None, "NL", 1), ("Dublin", None, "IE", 3), ("Madrid", None, "ES", 2),
+    ("Barcelona", None, "ES", 2), ("Lisbon", None, "PT", 1), ("Stockholm", None, "SE", 2),
+    ("Warsaw", None, "PL", 2), ("Zurich", None, "CH", 1), ("Bangalore", "KA", "IN", 4),
+    ("Sydney", "NSW", "AU", 2), ("Singapore", None, "SG", 2), ("Tokyo", None, "JP", 2),
 ]  # fmt: skip
 CURRENCY = {
     "US": "USD", "CA": "CAD", "GB": "GBP", "DE": "EUR", "FR": "EUR", "NL": "EUR", "IE": "EUR",
     "ES": "EUR", "PT": "EUR", "SE": "SEK", "PL": "PLN", "CH": "CHF", "IN": "INR", "AU": "AUD",
     "SG": "SGD", "JP": "JPY",
 }  # fmt: skip
-
 SKILLS = [
     "python", "java", "go", "rust", "typescript", "javascript", "kotlin", "scala", "c++", "c#",
     "ruby", "php", "swift", "sql", "postgresql", "mongodb", "redis", "kafka", "rabbitmq",
@@ -81,22 +52,13 @@ SKILLS = [
     "pandas", "pytorch", "tensorflow", "machine learning", "data engineering", "elasticsearch",
     "prometheus", "grafana", "ci/cd", "security", "networking", "figma", "product management",
 ]  # fmt: skip
-# Popular skills first: python and sql appear in many postings, figma in few.
-SKILL_WEIGHTS = [max(1, 30 - index) for index in range(len(SKILLS))]
-
+SKILL_WEIGHTS = [max(1, 30 - index) for index in range(len(SKILLS))]  # python common, figma rare
 ROLES = [
     "Backend Engineer", "Frontend Engineer", "Full Stack Developer", "Data Engineer",
     "Data Scientist", "Machine Learning Engineer", "Site Reliability Engineer",
     "Platform Engineer", "DevOps Engineer", "Security Engineer", "Mobile Developer",
     "Engineering Manager", "Product Manager", "QA Engineer", "Solutions Architect",
 ]  # fmt: skip
-LEVEL_WORDS = {
-    "junior": "Junior",
-    "mid": "",
-    "senior": "Senior",
-    "staff": "Staff",
-    "principal": "Principal",
-}
 COMPANY_WORDS = [
     "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne", "Tyrell",
     "Cyberdyne", "Soylent", "Wonka", "Gringotts", "Oscorp", "Aperture", "Massive", "Dynamic",
@@ -116,13 +78,15 @@ SENTENCES = [
     "Help us migrate a monolith to well-bounded services without stopping the business.",
     "Performance, reliability and security are part of every feature we ship.",
     "You will build internal tools that make hundreds of engineers more productive.",
-]  # fmt: skip
+]
+# (choices, weights)
 WORKPLACE = (["onsite", "hybrid", "remote"], [3, 5, 2])
 EMPLOYMENT = (["full_time", "part_time", "contract", "internship"], [80, 5, 12, 3])
 SENIORITY = (["junior", "mid", "senior", "staff", "principal"], [15, 35, 35, 10, 5])
-SALARY_BASE = {
-    "junior": 60_000, "mid": 95_000, "senior": 135_000, "staff": 175_000, "principal": 210_000,
-}  # fmt: skip
+LEVEL = {"junior": "Junior", "mid": "", "senior": "Senior", "staff": "Staff",
+         "principal": "Principal"}  # fmt: skip
+SALARY_BASE = {"junior": 60_000, "mid": 95_000, "senior": 135_000, "staff": 175_000,
+               "principal": 210_000}  # fmt: skip
 
 
 def _pick(rng: random.Random, choices: tuple[list[str], list[int]]) -> str:
@@ -130,10 +94,9 @@ def _pick(rng: random.Random, choices: tuple[list[str], list[int]]) -> str:
 
 
 def posting_draft(rng: random.Random) -> PostingDraft:
-    city, region, country = rng.choices(CITIES, weights=CITY_WEIGHTS)[0]
+    city, region, country, _ = rng.choices(CITIES, weights=[c[3] for c in CITIES])[0]
     seniority = _pick(rng, SENIORITY)
-    role = rng.choice(ROLES)
-    title = f"{LEVEL_WORDS[seniority]} {role}".strip()
+    title = f"{LEVEL[seniority]} {rng.choice(ROLES)}".strip()
     company = f"{rng.choice(COMPANY_WORDS)} {rng.choice(COMPANY_SUFFIX)}"
     skills = list(dict.fromkeys(rng.choices(SKILLS, weights=SKILL_WEIGHTS, k=rng.randint(3, 7))))
     description = " ".join(rng.sample(SENTENCES, k=rng.randint(3, 6)))
@@ -149,46 +112,32 @@ def posting_draft(rng: random.Random) -> PostingDraft:
             "employment_type": _pick(rng, EMPLOYMENT),
             "seniority": seniority,
             "skills": skills,
-            "salary": {
-                "min": low * 100,
-                "max": high * 100,
-                "currency": CURRENCY[country],
-                "period": "year",
-            },
+            "salary": {"min": low * 100, "max": high * 100, "currency": CURRENCY[country],
+                       "period": "year"},
             "contact_email": f"jobs@{company.split()[0].lower()}.example",
         }
-    )
+    )  # fmt: skip
 
 
-def posting_document(rng: random.Random, *, now: datetime, orgs: int = 500) -> dict[str, Any]:
-    """One stored posting as `PostingStore.insert` writes it, its outbox already published
-    (as the relay leaves it), created some time in the last 90 days; 10% are closed."""
+def posting_document(rng: random.Random, *, now: datetime) -> dict[str, Any]:
+    """One stored posting as `PostingStore.insert` writes it, its outbox already published,
+    created in the last 90 days; 10% are closed."""
     created = now - timedelta(seconds=rng.uniform(0, 90 * 24 * 3600))
-    object_id = ObjectId.from_datetime(created)
-    # from_datetime zeroes the rest of the id; give it a unique tail.
-    object_id = ObjectId(object_id.binary[:4] + uuid.uuid4().bytes[:8])
-    posting, _ = Posting.publish(
-        posting_draft(rng),
-        posting_id=str(object_id),
-        org=f"org-{rng.randrange(orgs):04d}",
-        now=created,
-    )
+    # An id of that time (the newest-first order follows it), with a unique tail.
+    object_id = ObjectId(ObjectId.from_datetime(created).binary[:4] + uuid.uuid4().bytes[:8])
+    draft = posting_draft(rng)
+    org = f"org-{rng.randrange(500):04d}"
+    posting, _ = Posting.publish(draft, posting_id=str(object_id), org=org, now=created)
     if rng.random() < 0.1:
         posting = posting.model_copy(
             update={"status": PostingStatus.CLOSED, "version": 2, "closed_at": created}
         )
-    return {
-        "_id": object_id,
-        **_stored_fields(posting),
-        "outbox": [],
-        "outbox_due_at": None,
-        "outbox_claim": None,
-    }
+    return {"_id": object_id, **_fields(posting), **new_outbox_fields([])}
 
 
 @dataclass(frozen=True)
 class SearchMix:
-    """One kind of `GET /postings` query, with several parameter sets to rotate through."""
+    """One kind of `GET /postings` query, with parameter sets to rotate through."""
 
     name: str
     what: str
@@ -197,61 +146,36 @@ class SearchMix:
 
 SEARCH_MIXES = [
     SearchMix("newest", "no filter: the newest open postings", [{}]),
-    SearchMix(
-        "q_one_word",
-        "q with one common word",
-        [{"q": word} for word in ("engineer", "kafka", "python", "data", "senior")],
-    ),
-    SearchMix(
-        "q_two_words",
-        "q with two words (both required)",
-        [{"q": text} for text in ("senior python", "platform kubernetes", "data spark")],
-    ),
-    SearchMix(
-        "skills",
-        "skills, two required",
-        [{"skills": text} for text in ("python,kafka", "java,spring", "react,typescript")],
-    ),
-    SearchMix(
-        "city",
-        "city alone",
-        [{"city": city} for city in ("Chicago", "Berlin", "London", "Lisbon", "Tokyo")],
-    ),
-    SearchMix(
-        "country_city_workplace",
-        "country + city + workplace",
-        [
-            {"country": "US", "city": "Seattle", "workplace": "remote"},
-            {"country": "DE", "city": "Berlin", "workplace": "hybrid"},
-            {"country": "GB", "city": "London", "workplace": "onsite"},
-        ],
-    ),
-    SearchMix(
-        "salary_seniority",
-        "min_salary + seniority (residual filters on the status index)",
-        [
-            {"min_salary": "15000000", "seniority": "senior"},
-            {"min_salary": "20000000", "seniority": "staff"},
-        ],
-    ),
-    SearchMix(
-        "rare_combination",
-        "q + skills + city + seniority matching few postings (worst case: long index scans)",
-        [
-            {"q": "rust", "skills": "figma", "city": "Lisbon", "seniority": "principal"},
-            {"q": "security", "skills": "grpc,azure", "city": "Zurich", "seniority": "junior"},
-        ],
-    ),
-]
+    SearchMix("q_one_word", "q with one common word",
+              [{"q": w} for w in ("engineer", "kafka", "python", "data", "senior")]),
+    SearchMix("q_two_words", "q with two words (both required)",
+              [{"q": t} for t in ("senior python", "platform kubernetes", "data spark")]),
+    SearchMix("skills", "skills, two required",
+              [{"skills": t} for t in ("python,kafka", "java,spring", "react,typescript")]),
+    SearchMix("city", "city alone",
+              [{"city": c} for c in ("Chicago", "Berlin", "London", "Lisbon", "Tokyo")]),
+    SearchMix("country_city_workplace", "country + city + workplace", [
+        {"country": "US", "city": "Seattle", "workplace": "remote"},
+        {"country": "DE", "city": "Berlin", "workplace": "hybrid"},
+        {"country": "GB", "city": "London", "workplace": "onsite"},
+    ]),
+    SearchMix("salary_seniority", "min_salary + seniority (residual filters on the status index)", [
+        {"min_salary": "15000000", "seniority": "senior"},
+        {"min_salary": "20000000", "seniority": "staff"},
+    ]),
+    SearchMix("rare_combination", "q + skills + city + seniority matching few postings", [
+        {"q": "rust", "skills": "figma", "city": "Lisbon", "seniority": "principal"},
+        {"q": "security", "skills": "grpc,azure", "city": "Zurich", "seniority": "junior"},
+    ]),
+]  # fmt: skip
 
 
 def application_submitted_event(rng: random.Random, index: int, *, run: str) -> bytes:
-    """One valid `application.submitted` record value, as the applications service would
-    publish it: a distinct candidate and application each, spread over 200 postings and 50
-    employers."""
+    """One valid `application.submitted` record value: a distinct candidate and application
+    each, over 200 postings and 50 employers."""
     skills = list(dict.fromkeys(rng.choices(SKILLS, weights=SKILL_WEIGHTS, k=4)))
-    posting_skills = list(dict.fromkeys(rng.choices(SKILLS, weights=SKILL_WEIGHTS, k=4)))
-    matched = [skill for skill in posting_skills if skill in skills]
+    wanted = list(dict.fromkeys(rng.choices(SKILLS, weights=SKILL_WEIGHTS, k=4)))
+    matched = [skill for skill in wanted if skill in skills]
     data = ApplicationSubmitted(
         application_id=f"{index:024x}",
         posting_id=f"{rng.randrange(200):024x}",
@@ -264,16 +188,15 @@ def application_submitted_event(rng: random.Random, index: int, *, run: str) -> 
         resume_url=f"https://cv.example.com/{run}/{index}.pdf",
         skills=skills,
         match=Match(
-            score=round(len(matched) / len(posting_skills), 3),
+            score=round(len(matched) / len(wanted), 3),
             matched_skills=matched,
-            missing_skills=[skill for skill in posting_skills if skill not in skills],
+            missing_skills=[skill for skill in wanted if skill not in skills],
         ),
         status=ApplicationStatus.SUBMITTED,
         version=1,
         submitted_at=datetime.now(UTC),
     )
-    event = APPLICATION_SUBMITTED.new(data, source="hirestream/applications")
-    return serialize(event)
+    return serialize(APPLICATION_SUBMITTED.new(data, source="hirestream/applications"))
 
 
 def application_form(index: int, *, run: str) -> dict[str, Any]:

@@ -1,9 +1,14 @@
-"""Kafka helpers for the benchmarks: topics, producing a backlog, consumer-group lag."""
+"""Kafka helpers (topics, producing a backlog, a group's committed offsets), and the broker's
+ceiling: Kafka's own ProducerPerformance (Java) against aiokafka configured as the services
+configure it. Reported without a goal, so that no other figure is read as "Kafka is slow"."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import subprocess
 import time
 from collections.abc import Iterable
 
@@ -16,32 +21,31 @@ from aiokafka.errors import (
     UnknownMemberIdError,
 )
 
+from bench.load import Result
+from bench.stack import Bench
 from hirestream.shared.events.envelope import CONTENT_TYPE
+from tests.support.servers import STACK_SCRIPT
 
 HEADERS = [("content-type", CONTENT_TYPE.encode())]
-SKIP_ATTEMPTS = 30  # 2 s apart: longer than a consumer session times out
+PARTITIONS = 3
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 3) -> None:
+async def ensure_topics(bootstrap: str, topics: Iterable[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in topics if name not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
+        missing = set(topics) - set(await admin.list_topics())
+        with contextlib.suppress(TopicAlreadyExistsError):
+            if missing:
                 await admin.create_topics(
-                    [
-                        NewTopic(name, num_partitions=partitions, replication_factor=1)
-                        for name in missing
-                    ]
+                    [NewTopic(name, PARTITIONS, replication_factor=1) for name in missing]
                 )
     finally:
         await admin.close()
 
 
 def producer(bootstrap: str, *, linger_ms: int = 0) -> AIOKafkaProducer:
-    """Configured like the services' producer: acks=all and idempotence."""
+    """As the services' producer: acks=all, idempotence."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=linger_ms
     )
@@ -50,12 +54,11 @@ def producer(bootstrap: str, *, linger_ms: int = 0) -> AIOKafkaProducer:
 async def produce_all(
     bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]], *, window: int = 2000
 ) -> tuple[int, float]:
-    """Send (key, value) records as fast as the broker takes them (up to `window` in flight);
-    returns (count, seconds)."""
+    """Send (key, value) records as fast as the broker takes them, `window` in flight (5 ms
+    linger, the Java client's default); returns (count, seconds)."""
     sender = producer(bootstrap, linger_ms=5)
     await sender.start()
-    count = 0
-    started = time.perf_counter()
+    count, started = 0, time.perf_counter()
     try:
         pending: list[asyncio.Future[object]] = []
         for key, value in records:
@@ -70,58 +73,86 @@ async def produce_all(
     return count, time.perf_counter() - started
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(topic, number)
-            for number in sorted(
-                consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
-            )
-        ]
-        offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        return offsets
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # a fresh consumer knows no topic yet
-    return set(consumer.partitions_for_topic(topic) or set())
-
-
-async def committed(bootstrap: str, group: str, topic: str) -> dict[TopicPartition, int]:
-    """The group's committed offsets on `topic` (partitions without a commit are absent)."""
+async def committed(bootstrap: str, group: str, topic: str) -> int:
+    """How many records of `topic` the group has committed, over all partitions."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    return {
-        tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0
-    }
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
 
 
 async def skip_to_end(bootstrap: str, group: str, topic: str) -> None:
-    """Commit the end offsets for `group` on `topic`: what it left unread stays unread."""
-    ends = await end_offsets(bootstrap, topic)
+    """Commit the end offsets for `group`: what it left unread is no later benchmark's."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        consumer.assign(list(ends))
-        # A member that left without saying so (a stopped service) keeps the group busy
-        # until its session times out; until then the broker refuses a commit from outside.
-        for attempt in range(SKIP_ATTEMPTS):
+        # The bench and the services alike create topics with three partitions.
+        consumer.assign([TopicPartition(topic, number) for number in range(PARTITIONS)])
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        # A stopped service's member keeps the group busy until its session times out, and
+        # until then the broker refuses a commit from outside it.
+        for attempt in range(30):
             try:
                 await consumer.commit(dict(ends))
                 return
             except (CommitFailedError, UnknownMemberIdError, RebalanceInProgressError):
-                if attempt == SKIP_ATTEMPTS - 1:
+                if attempt == 29:
                     raise
                 await asyncio.sleep(2)
     finally:
         await consumer.stop()
+
+
+def producer_performance(bench: Bench, topic: str, records: int, size: int) -> tuple[float, str]:
+    """Kafka's ProducerPerformance from the cached jars (`stack.sh kafka-class`)."""
+    command = [
+        "bash", str(STACK_SCRIPT), "kafka-class", "org.apache.kafka.tools.ProducerPerformance",
+        "--topic", topic, "--num-records", str(records), "--record-size", str(size),
+        "--throughput", "-1", "--producer-props",
+        f"bootstrap.servers={bench.servers.kafka_bootstrap}", "acks=all", "enable.idempotence=true",
+    ]  # fmt: skip
+    done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+        command,
+        env={**os.environ, **(bench.servers.stack_env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    summaries = re.findall(r"^\d+ records sent, ([\d.]+) records/sec.*$", done.stdout, re.M)
+    if done.returncode != 0 or not summaries:
+        raise RuntimeError(
+            f"ProducerPerformance failed: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    return float(summaries[-1]), done.stdout.strip().splitlines()[-1]
+
+
+async def run(bench: Bench) -> Result:
+    records, size = bench.sizes.kafka_records, bench.sizes.kafka_record_size
+    bootstrap = bench.servers.kafka_bootstrap
+    java_topic, python_topic = f"bench.perf.java.{bench.run_id}", f"bench.perf.py.{bench.run_id}"
+    await ensure_topics(bootstrap, [java_topic, python_topic])
+    java_rate, java_summary = await asyncio.to_thread(
+        producer_performance, bench, java_topic, records, size
+    )
+    payload = os.urandom(size)
+    count, seconds = await produce_all(
+        bootstrap, python_topic, ((str(i).encode(), payload) for i in range(records))
+    )
+    return Result(
+        name="kafka_ceiling",
+        what="producer records/s on the broker: aiokafka (services' settings, pipelined)",
+        unit="records/s",
+        figure=round(count / seconds, 1),
+        baseline=round(java_rate, 1),
+        baseline_what="Kafka's ProducerPerformance on the same broker (acks=all, idempotence)",
+        goal=None,
+        direction="report",
+        sizes={"records": records, "record_size_bytes": size, "partitions": PARTITIONS},
+        details={"producer_performance": java_summary, "aiokafka_seconds": round(seconds, 2)},
+    )

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # hirestream benchmarks: one command, its own set-up, its own stack.
 #
-#   bench/run.sh            the full run (well under 20 minutes on the 2-core machine)
-#   bench/run.sh --quick    small sizes, a few minutes: checks everything works end to end
-#   bench/run.sh --help     every option (--only, --profile, sizes such as --drain-events)
+#   bench/run.sh            the full run (about 16 minutes on 2 cores with FerretDB)
+#   bench/run.sh --quick    small sizes, about 5 minutes: checks everything works end to end
+#   bench/run.sh --help     every option (--only, sizes such as --drain-events)
 #
-# Writes bench/results/<date>.json and <date>.png. Starts its own local stack in
-# .stack/bench/stack on free ports: never the developer's running stack.
+# Writes bench/results/<date>.json and <date>.png (see bench/README.md). Starts its own local
+# stack in .stack/bench/stack on free ports: never the developer's running stack.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # A virtualenv of its own: `./dev.sh` runs an exact `uv sync`, which drops the bench group
-# from .venv, and must not pull matplotlib or py-spy from under a running benchmark.
+# from .venv, and must not pull matplotlib from under a running benchmark.
 VENV="$ROOT/.stack/bench/venv"
 
 die() { echo "error: $*" >&2; exit 2; }
