@@ -29,19 +29,18 @@ from tests.support.applications_integration import (
     as_admin,
     as_candidate,
     as_employer,
-    assert_problem,
     fetch,
     listed,
     move,
     moved,
     new_candidate,
     new_org,
-    problem_fields,
     running_applications,
     settled_submissions,
     status_changes_until,
 )
 from tests.support.factories import new_posting_id
+from tests.support.http import assert_problem, problem_fields
 from tests.support.servers import Servers
 
 pytestmark = pytest.mark.integration

@@ -48,11 +48,13 @@ from hirestream.shared.service_layer.unit_of_work import IdempotencyRecord, Unit
 from tests.conftest import unique_db
 from tests.support.notifications import (
     Case,
-    FakeDeliveries,
     application_submitted,
     new_case,
     new_id,
     posting_created,
+)
+from tests.support.notifications_fakes import (
+    FakeDeliveries,
 )
 
 pytestmark = pytest.mark.integration

@@ -24,6 +24,7 @@ from hirestream.notifications.store import NOTIFICATIONS, NotificationStore
 from hirestream.shared.events.notifications import Channel
 from hirestream.shared.events.types import utc_now
 from tests.conftest import bearer, http_only_client_for, settings_for, unique_db
+from tests.support.http import assert_problem
 from tests.support.notifications import (
     Case,
     alert_body,
@@ -32,7 +33,6 @@ from tests.support.notifications import (
     new_case,
     new_secret,
     page_items,
-    problem,
     running_notifications,
     save_alert,
     stored_notification,
@@ -109,7 +109,7 @@ async def test_every_route_needs_a_token(
     notifications: httpx.AsyncClient, method: str, path: str, body: Json | None
 ) -> None:
     response = await notifications.request(method, path, json=body)
-    problem(response, 401)
+    assert_problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
@@ -190,7 +190,7 @@ async def test_someone_elses_notification_cannot_be_marked_read(
     response = await notifications.post(
         f"/notifications/{item.notification_id}/read", headers=stranger
     )
-    problem(response, 404)
+    assert_problem(response, 404)
     [unchanged] = await inbox(notifications, case.candidate, case.application_id)
     assert unchanged["read"] is False
 
@@ -231,7 +231,7 @@ async def test_preferences_for_an_unknown_event_kind_are_refused(
         json={"channels": {"posting.deleted": ["email"]}},
         headers=bearer("candidate", sub=f"cand-{tag()}"),
     )
-    body = problem(response, 422)
+    body = assert_problem(response, 422)
     assert [error["field"] for error in body["errors"]] == ["channels"]
 
 
@@ -265,7 +265,7 @@ async def test_deleting_an_alert_answers_204_then_404(notifications: httpx.Async
     first = await notifications.delete(f"/alerts/{alert['alert_id']}", headers=candidate)
     assert first.status_code == 204
     second = await notifications.delete(f"/alerts/{alert['alert_id']}", headers=candidate)
-    problem(second, 404)
+    assert_problem(second, 404)
 
 
 async def test_a_candidate_cannot_delete_someone_elses_alert(
@@ -275,7 +275,7 @@ async def test_a_candidate_cannot_delete_someone_elses_alert(
     response = await notifications.delete(
         f"/alerts/{alert['alert_id']}", headers=bearer("candidate", sub=f"cand-{tag()}")
     )
-    problem(response, 404)
+    assert_problem(response, 404)
 
 
 @pytest.mark.parametrize(
@@ -289,7 +289,7 @@ async def test_employers_cannot_use_job_alerts(
     response = await notifications.request(
         method, path, json=body, headers=employer_token(f"acme-{tag()}")
     )
-    problem(response, 403)
+    assert_problem(response, 403)
 
 
 # --- webhooks -----------------------------------------------------------------------------
@@ -307,7 +307,7 @@ async def test_a_loopback_webhook_url_is_refused_when_private_targets_are_not_al
         response = await strict.post(
             "/webhooks", json=webhook_body(url), headers=employer_token(f"acme-{tag()}")
         )
-        body = problem(response, 422)
+        body = assert_problem(response, 422)
         assert [error["field"] for error in body["errors"]] == ["url"]
 
 
@@ -341,7 +341,7 @@ async def test_deleting_a_webhook_answers_204_then_404(notifications: httpx.Asyn
     webhook = await register(notifications, org)
     path = f"/webhooks/{webhook['webhook_id']}"
     assert (await notifications.delete(path, headers=employer_token(org))).status_code == 204
-    problem(await notifications.delete(path, headers=employer_token(org)), 404)
+    assert_problem(await notifications.delete(path, headers=employer_token(org)), 404)
 
 
 async def test_a_webhooks_deliveries_are_listed_to_its_org_and_not_found_for_another(
@@ -351,11 +351,11 @@ async def test_a_webhooks_deliveries_are_listed_to_its_org_and_not_found_for_ano
     webhook = await register(notifications, org)
     path = f"/webhooks/{webhook['webhook_id']}/deliveries"
     assert page_items(await notifications.get(path, headers=employer_token(org))) == []
-    problem(await notifications.get(path, headers=employer_token(f"globex-{tag()}")), 404)
+    assert_problem(await notifications.get(path, headers=employer_token(f"globex-{tag()}")), 404)
 
 
 async def test_a_candidate_cannot_register_a_webhook(notifications: httpx.AsyncClient) -> None:
     response = await notifications.post(
         "/webhooks", json=webhook_body(), headers=bearer("candidate", sub=f"cand-{tag()}")
     )
-    problem(response, 403)
+    assert_problem(response, 403)

@@ -17,16 +17,14 @@ from pymongo import AsyncMongoClient
 from hirestream.shared.events.postings import POSTING_CREATED
 from tests.conftest import unique_db
 from tests.support.factories import posting_body
-from tests.support.kafka import read_until
+from tests.support.http import assert_problem, problem_fields
+from tests.support.kafka import keyed, read_until
 from tests.support.polling import eventually
 from tests.support.postings import (
     CREATED,
-    assert_problem,
     create_id,
     item_ids,
-    keyed,
     new_org,
-    problem_fields,
     recruiter,
     running_postings,
     search,

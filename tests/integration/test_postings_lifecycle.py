@@ -18,11 +18,11 @@ from bson import ObjectId
 
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_UPDATED
 from tests.conftest import bearer, unique_db
+from tests.support.http import assert_problem, problem_fields
 from tests.support.postings import (
     CLOSED,
     POSTING_TOPICS,
     UPDATED,
-    assert_problem,
     close,
     create_id,
     employer,
@@ -30,7 +30,6 @@ from tests.support.postings import (
     fetch,
     if_match,
     new_org,
-    problem_fields,
     running_postings,
     settled_events,
 )

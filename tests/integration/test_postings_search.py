@@ -15,10 +15,10 @@ import pytest
 from bson import ObjectId
 
 from tests.conftest import unique_db
+from tests.support.http import assert_problem, problem_fields
 from tests.support.postings import (
     CATALOGUE,
     Catalogue,
-    assert_problem,
     close,
     create,
     create_id,
@@ -27,7 +27,6 @@ from tests.support.postings import (
     if_match,
     item_ids,
     new_org,
-    problem_fields,
     publish_catalogue,
     running_postings,
     search,

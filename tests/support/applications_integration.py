@@ -32,7 +32,7 @@ from tests.support.applications import (
     application_body,
 )
 from tests.support.factories import new_posting_id, posting_created_event
-from tests.support.kafka import Record, produce, read_until
+from tests.support.kafka import Record, keyed, produce, read_until
 from tests.support.polling import eventually
 from tests.support.servers import Servers
 
@@ -190,18 +190,6 @@ async def listed(client: httpx.AsyncClient, headers: dict[str, str], **params: A
     return [item["application_id"] for item in response.json()["items"]]
 
 
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    return problem
-
-
-def problem_fields(response: httpx.Response) -> set[str]:
-    return {error["field"] for error in assert_problem(response, 422)["errors"]}
-
-
 # ------------------------------------------------------------------ events on the wire
 
 # Longer than the outbox's inline grace (5 s), after which its sweep would send again anything
@@ -220,10 +208,6 @@ def _data_of(record: Record) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def keyed(records: Iterable[Record], key: str) -> list[Record]:
-    return [r for r in records if r.key == key.encode()]
 
 
 async def settled_submissions(servers: Servers, posting_id: str, *, expected: int) -> list[Record]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -60,6 +60,11 @@ class Record:
 
     def json(self) -> Any:
         return json.loads(self.value)
+
+
+def keyed(records: Iterable[Record], key: str) -> list[Record]:
+    """The records of one aggregate (the record key is its id)."""
+    return [record for record in records if record.key == key.encode()]
 
 
 async def read_until(

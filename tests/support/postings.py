@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +41,7 @@ from hirestream.shared.storage.pagination import InvalidCursor, Page
 from tests.conftest import bearer, client_for, settings_for
 from tests.support.factories import posting_body
 from tests.support.fakes import InMemoryAggregates, RecordingRelay
-from tests.support.kafka import Record, read_until
+from tests.support.kafka import Record, keyed, read_until
 from tests.support.servers import Servers
 
 SOURCE = "hirestream/postings"
@@ -275,19 +275,6 @@ def cursor_at(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
 
 
-# Generic (any service's problem documents); kept here until a shared HTTP helper exists.
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    return problem
-
-
-def problem_fields(response: httpx.Response) -> set[str]:
-    return {error["field"] for error in assert_problem(response, 422)["errors"]}
-
-
 # ------------------------------------------------------------------ a job board to search
 
 # A small job board under one org, published oldest first in this order.
@@ -359,10 +346,6 @@ async def publish_catalogue(client: httpx.AsyncClient) -> Catalogue:
 # Longer than the outbox's inline grace (5 s), after which its sweep would send again anything
 # the relay left behind: a duplicate, if there is one, has shown up by then.
 DUPLICATE_GRACE_S = 6.0
-
-
-def keyed(records: Iterable[Record], posting_id: str) -> list[Record]:
-    return [record for record in records if record.key == posting_id.encode()]
 
 
 async def events_of(servers: Servers, topic: str, posting_id: str) -> list[Record]:

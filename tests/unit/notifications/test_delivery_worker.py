@@ -20,12 +20,14 @@ from hirestream.shared.events.notifications import Channel, DeliveryOutcome
 from hirestream.shared.events.types import utc_now
 from tests.support.fakes import RecordingPublisher
 from tests.support.notifications import (
+    registration,
+    stored_notification,
+)
+from tests.support.notifications_fakes import (
     FakeMailer,
     FakeNotifications,
     FakeWebhookPoster,
     FakeWebhooks,
-    registration,
-    stored_notification,
 )
 
 ADDRESS = "ada.lovelace@example.com"

@@ -32,7 +32,6 @@ from hirestream.shared.privacy import ERASED_NAME
 from tests.support.notifications import (
     ADMIN,
     Case,
-    NotificationsFakes,
     application_submitted,
     case_posting,
     new_case,
@@ -40,6 +39,9 @@ from tests.support.notifications import (
     registration,
     status_changed,
     stored_notification,
+)
+from tests.support.notifications_fakes import (
+    NotificationsFakes,
 )
 
 IN_APP, EMAIL, WEBHOOK = Channel.IN_APP, Channel.EMAIL, Channel.WEBHOOK

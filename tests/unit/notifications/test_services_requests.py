@@ -23,12 +23,14 @@ from hirestream.shared.identity import Principal, Role
 from hirestream.shared.service_layer.errors import InvalidRequest, NotFound
 from tests.support.notifications import (
     ADMIN,
-    NotificationsFakes,
     application_submitted,
     new_case,
     posting_created,
     registration,
     stored_notification,
+)
+from tests.support.notifications_fakes import (
+    NotificationsFakes,
 )
 
 HOOK_URL = "http://127.0.0.1:9/hooks"

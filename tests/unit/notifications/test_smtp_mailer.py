@@ -15,7 +15,9 @@ from aiosmtpd.smtp import SMTP
 
 from hirestream.notifications.domain import DeliveryFailed
 from hirestream.notifications.email import SmtpMailer
-from tests.support.notifications import SmtpRecorder
+from tests.support.notifications_fakes import (
+    SmtpRecorder,
+)
 
 
 @pytest.fixture
