@@ -86,7 +86,7 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
         responses=_responses(401, 404),
     )
     async def get_application(application_id: str, caller: Authenticated, uow: Uow) -> Application:
-        return await services.get_application(application_id, caller, uow)
+        return (await services.get_application(application_id, caller, uow)).as_seen_by(caller)
 
     @router.get(
         "/applications",
@@ -101,9 +101,10 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> Page[Application]:
-        return await services.list_applications(
+        page = await services.list_applications(
             caller, uow, posting_id=posting_id, status=status, limit=limit, cursor=cursor
         )
+        return page.map(lambda application: application.as_seen_by(caller))
 
     @router.post(
         "/applications/{application_id}/status",
@@ -114,7 +115,7 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
         application_id: str, body: StatusRequest, caller: Authenticated, uow: Uow
     ) -> Application:
         command = ChangeStatus(application_id, body.to_status, body.reason, caller)
-        return await services.change_status(command, uow)
+        return (await services.change_status(command, uow)).as_seen_by(caller)
 
     return router
 

@@ -205,9 +205,13 @@ class StatusChange(BaseModel):
 
     from_status: ApplicationStatus
     to_status: ApplicationStatus
-    changed_by: str
+    # Null where the reader may not see who made the move (a candidate, of the employer's).
+    changed_by: str | None
     reason: str | None = None
     changed_at: UtcDateTime
+
+    def anonymous(self) -> StatusChange:
+        return self.model_copy(update={"changed_by": None, "reason": None})
 
 
 class Application(BaseModel):
@@ -238,6 +242,15 @@ class Application(BaseModel):
             or (caller.role is Role.CANDIDATE and caller.user_id == self.candidate.candidate_id)
             or (caller.role is Role.EMPLOYER and caller.org == self.org)
         )
+
+    def as_seen_by(self, caller: Principal) -> Application:
+        """The application as `caller` may see it: the candidate sees the employer's moves
+        in the history without the employer's reasons and who made them."""
+        if caller.role is not Role.CANDIDATE:
+            return self
+        own = self.candidate.candidate_id
+        history = [c if c.changed_by == own else c.anonymous() for c in self.history]
+        return self.model_copy(update={"history": history})
 
     def json_bytes(self) -> bytes:
         """The application as the API returns it (kept as first returned for a retry)."""
