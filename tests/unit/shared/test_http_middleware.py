@@ -11,7 +11,8 @@ from prometheus_client import REGISTRY
 
 from hirestream.shared.correlation import current_correlation_id
 from hirestream.shared.web.correlation import REQUEST_ID_HEADER, CorrelationMiddleware
-from hirestream.shared.web.metrics import install_metrics
+from hirestream.shared.web.metrics import install_metrics, serve_metrics
+from tests.support.servers import free_port
 
 
 def app() -> FastAPI:
@@ -71,3 +72,14 @@ async def test_responses_are_counted_by_route_template_and_a_raised_error_as_500
         assert (await http.get("/broken")).status_code == 500
     assert counted("/things/{thing_id}", "200") == ok_before + 2
     assert counted("/broken", "500") == broken_before + 1
+
+
+def test_metrics_can_be_served_on_a_port_of_their_own() -> None:
+    port = free_port()
+    stop = serve_metrics(port)
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    finally:
+        stop()
+    assert response.status_code == 200
+    assert "hirestream_http_requests_total" in response.text

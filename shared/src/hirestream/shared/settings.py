@@ -86,6 +86,9 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO", pattern=r"^(?i:DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.JSON
     port: Port = 8000
+    # /metrics is also served on this port when set, so a cluster can scrape it where its
+    # ingress does not reach (the API port's /metrics stays for local runs).
+    metrics_port: Port | None = None
 
     # How long a graceful shutdown may take before in-flight work is abandoned (seconds).
     # Kubernetes' terminationGracePeriodSeconds must be longer than this.

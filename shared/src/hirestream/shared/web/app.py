@@ -17,7 +17,7 @@ from hirestream.shared.web.auth import JwtVerifier
 from hirestream.shared.web.correlation import CorrelationMiddleware
 from hirestream.shared.web.guard import RequestGuard
 from hirestream.shared.web.health import health_router
-from hirestream.shared.web.metrics import install_metrics
+from hirestream.shared.web.metrics import install_metrics, serve_metrics
 from hirestream.shared.web.problems import install_problem_handlers
 
 VERSION = "0.1.0"
@@ -36,6 +36,7 @@ def service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop_metrics = serve_metrics(settings.metrics_port) if settings.metrics_port else None
         await clients.start()
         try:
             if background is None:
@@ -45,6 +46,8 @@ def service_app(
                     yield
         finally:
             await clients.stop()
+            if stop_metrics is not None:
+                stop_metrics()
 
     app = FastAPI(
         title=f"hirestream {clients.name}",

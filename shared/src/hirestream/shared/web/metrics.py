@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from starlette.types import Message, Receive, Scope, Send
 
 from hirestream.shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -47,6 +48,17 @@ class MetricsMiddleware(HttpMiddleware):
                 method = scope["method"] if scope["method"] in METHODS else OTHER_METHOD
                 HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
                 HTTP_REQUESTS.labels(method, route, str(status)).inc()
+
+
+def serve_metrics(port: int) -> Callable[[], None]:
+    """`/metrics` on a port of its own (a thread of prometheus_client's); returns its stop."""
+    server, thread = start_http_server(port)
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join(timeout=5)
+
+    return stop
 
 
 def install_metrics(app: FastAPI) -> None:
