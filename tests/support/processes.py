@@ -19,6 +19,7 @@ class ServiceProcess:
     port: int
     env: dict[str, str]
     log_path: Path
+    python: str = sys.executable  # another virtualenv's, to run the service from it
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -29,7 +30,7 @@ class ServiceProcess:
         env = {**os.environ, **self.env, "PORT": str(self.port)}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", f"hirestream.{self.name}"],
+                [self.python, "-m", f"hirestream.{self.name}"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
