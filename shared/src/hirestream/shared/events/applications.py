@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from hirestream.shared.events.envelope import EventType
-from hirestream.shared.events.types import PositiveInt64, UtcDateTime
+from hirestream.shared.events.types import UtcDateTime
 
 
 class ApplicationStatus(StrEnum):
@@ -61,7 +61,7 @@ class ApplicationSubmitted(_Payload):
     match: Match
     consent: Consent | None = None  # absent only in events from before consent was captured
     status: ApplicationStatus
-    version: PositiveInt64
+    version: PositiveInt
     submitted_at: UtcDateTime
 
 
@@ -76,7 +76,7 @@ class ApplicationStatusChanged(_Payload):
     to_status: ApplicationStatus
     reason: str | None = None
     changed_by: str
-    version: PositiveInt64
+    version: PositiveInt
     changed_at: UtcDateTime
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from hirestream.shared.events.envelope import EventType
-from hirestream.shared.events.types import PositiveInt64, UtcDateTime
+from hirestream.shared.events.types import UtcDateTime
 
 
 class Channel(StrEnum):
@@ -34,7 +34,7 @@ class NotificationDelivered(BaseModel):
     subject: str
     source_event_id: str
     outcome: DeliveryOutcome
-    attempts: PositiveInt64
+    attempts: PositiveInt
     error: str | None = None
     at: UtcDateTime
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from hirestream.shared.events.envelope import EventType
-from hirestream.shared.events.types import NonNegativeInt64, PositiveInt64, UtcDateTime
+from hirestream.shared.events.types import UtcDateTime
 
 
 class Workplace(StrEnum):
@@ -64,8 +64,8 @@ class Location(_Payload):
 
 
 class Salary(_Payload):
-    min: NonNegativeInt64 = Field(description="integer minor units")
-    max: NonNegativeInt64 = Field(description="integer minor units")
+    min: NonNegativeInt = Field(description="integer minor units")
+    max: NonNegativeInt = Field(description="integer minor units")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")
     period: SalaryPeriod = SalaryPeriod.YEAR
 
@@ -86,7 +86,7 @@ class PostingSnapshot(_Payload):
     salary: Salary | None = None
     contact_email: str | None = None
     status: PostingStatus
-    version: PositiveInt64
+    version: PositiveInt
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
@@ -105,7 +105,7 @@ class PostingClosed(_Payload):
     posting_id: str
     org: str
     reason: CloseReason
-    version: PositiveInt64
+    version: PositiveInt
     closed_at: UtcDateTime
 
 
