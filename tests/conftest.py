@@ -69,8 +69,21 @@ def unique_db(service: str) -> str:
     return f"test_{service}_{uuid.uuid4().hex[:8]}"
 
 
-def bearer(role: Role | str, *, sub: str | None = None, org: str | None = None) -> dict[str, str]:
-    token = mint_token(JWT_SECRET, role=role, sub=sub, org=org)
+def candidate_email(sub: str) -> str:
+    """The verified address a test candidate's token carries unless a test names another."""
+    return f"{sub}@example.com"
+
+
+def bearer(
+    role: Role | str,
+    *,
+    sub: str | None = None,
+    org: str | None = None,
+    email: str | None = None,
+) -> dict[str, str]:
+    if email is None and sub is not None and Role(role) is Role.CANDIDATE:
+        email = candidate_email(sub)
+    token = mint_token(JWT_SECRET, role=role, sub=sub, org=org, email=email)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -86,7 +86,7 @@ async def funnel(mongo: AsyncMongoClient[dict[str, Any]], system: System) -> lis
 async def test_an_erased_candidate_leaves_no_personal_data_behind(
     system: System, servers: Servers, mongo: AsyncMongoClient[dict[str, Any]]
 ) -> None:
-    candidate = bearer("candidate", sub=CANDIDATE)
+    candidate = bearer("candidate", sub=CANDIDATE, email=EMAIL)
     employer = bearer("employer", sub=f"emp-{RUN}", org=ORG)
     notifications = httpx.AsyncClient(base_url=system.url("notifications"), timeout=10)
     postings = httpx.AsyncClient(base_url=system.url("postings"), timeout=10)

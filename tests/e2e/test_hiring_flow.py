@@ -49,7 +49,7 @@ async def inbox(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict
 async def test_posting_alert_application_and_status_reach_everyone_once(
     system: System, servers: Servers
 ) -> None:
-    candidate = bearer("candidate", sub=f"cand-{RUN}")
+    candidate = bearer("candidate", sub=f"cand-{RUN}", email=CANDIDATE_EMAIL)
     employer = bearer("employer", sub=f"emp-{RUN}", org=ORG)
     notifications = httpx.AsyncClient(base_url=system.url("notifications"), timeout=10)
     postings = httpx.AsyncClient(base_url=system.url("postings"), timeout=10)

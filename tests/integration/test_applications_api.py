@@ -18,7 +18,7 @@ import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from tests.conftest import unique_db
+from tests.conftest import candidate_email, unique_db
 from tests.support.applications import application_body
 from tests.support.applications_integration import (
     Applied,
@@ -151,7 +151,7 @@ async def test_applying_publishes_application_submitted_once(
     assert data["candidate"] == {
         "candidate_id": candidate,
         "name": "Maya Okafor",
-        "email": "maya.okafor@example.com",
+        "email": candidate_email(candidate),
     }
     assert data["org"] == org
     assert data["match"] == {

@@ -35,7 +35,7 @@ from hirestream.notifications.store import (
     PreferenceStore,
     WebhookStore,
 )
-from hirestream.shared.events.envelope import CloudEvent
+from hirestream.shared.events.envelope import CloudEvent, source_of
 from hirestream.shared.events.postings import PostingCreated
 from hirestream.shared.events.privacy import (
     CANDIDATE_ERASURE_REQUESTED,
@@ -157,7 +157,7 @@ def erasure_requested(case: Case) -> CloudEvent[CandidateErasureRequested]:
         requested_by=case.candidate_id,
         requested_at=utc_now(),
     )
-    return CANDIDATE_ERASURE_REQUESTED.new(request, source="tests")
+    return CANDIDATE_ERASURE_REQUESTED.new(request, source=source_of("applications"))
 
 
 async def where_the_person_is(db: Database, case: Case) -> list[str]:

@@ -239,16 +239,31 @@ async def test_preferences_for_an_unknown_event_kind_are_refused(
 
 
 async def test_a_candidate_saves_a_job_alert(notifications: httpx.AsyncClient) -> None:
+    address = f"ada+{tag()}@example.com"
     response = await notifications.post(
         "/alerts",
-        json=alert_body("Lisbon", email=f"ada+{tag()}@example.com"),
-        headers=bearer("candidate", sub=f"cand-{tag()}"),
+        json=alert_body("Lisbon", email=address),
+        headers=bearer("candidate", sub=f"cand-{tag()}", email=address),
     )
     assert response.status_code == 201, response.text
     alert = response.json()
     assert alert["skills"] == ["python", "kafka"]
     assert alert["city"] == "Lisbon"
     assert response.headers["location"] == f"/alerts/{alert['alert_id']}"
+
+
+@pytest.mark.parametrize(
+    "token_email", [None, "someone.else@example.com"], ids=["no-email-claim", "another-address"]
+)
+async def test_an_alert_emails_only_the_verified_address_of_the_token(
+    notifications: httpx.AsyncClient, token_email: str | None
+) -> None:
+    candidate = f"cand-{tag()}"
+    token = bearer("candidate", sub=candidate, email=token_email or "")  # "": no claim at all
+    response = await notifications.post(
+        "/alerts", json=alert_body("Lisbon", email=f"victim+{tag()}@example.com"), headers=token
+    )
+    assert assert_problem(response, 422)["errors"][0]["field"] == "email"
 
 
 async def test_saved_alerts_are_listed(notifications: httpx.AsyncClient) -> None:

@@ -31,7 +31,7 @@ from hirestream.notifications.app import NotificationsSettings
 from hirestream.notifications.app import create_app as notifications_app
 from hirestream.postings.app import PostingsSettings
 from hirestream.postings.app import create_app as postings_app
-from tests.conftest import bearer, client_for, settings_for, unique_db
+from tests.conftest import bearer, candidate_email, client_for, settings_for, unique_db
 from tests.support.factories import posting_body
 from tests.support.polling import eventually
 
@@ -58,6 +58,8 @@ HEADERS: dict[Caller, dict[str, str]] = {
     Caller.OTHER_EMPLOYER: bearer("employer", sub=f"recruiter-b-{RUN}", org=ORG_B),
     Caller.ADMIN: bearer("admin", sub=f"admin-{RUN}"),
 }
+
+CANDIDATES = {Caller.CANDIDATE: C1, Caller.OTHER_CANDIDATE: C2}
 
 Route = tuple[str, str, str]  # (service, method, path template)
 P, A, N = "postings", "applications", "notifications"
@@ -204,7 +206,7 @@ class World:
         async def attempt() -> httpx.Response | None:
             response = await self.client(A).post(
                 f"/postings/{posting_id}/applications",
-                json=APPLICATION_FORM,
+                json={**APPLICATION_FORM, "email": candidate_email(candidate)},
                 headers=bearer("candidate", sub=candidate),
             )
             return None if response.status_code == 404 else response
@@ -309,6 +311,8 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     query: tuple[str, ...] = ()
     candidate: str | None = None
+    # The body names the caller's own address (a candidate applies with their verified email).
+    callers_email: bool = False
 
 
 CALLS: dict[Route, Call] = {
@@ -320,7 +324,7 @@ CALLS: dict[Route, Call] = {
     ),
     (P, "POST", "/postings/{posting_id}/close"): Call(fresh_posting, body={"reason": "filled"}),
     (A, "POST", "/postings/{posting_id}/applications"): Call(
-        the_open_posting, body=APPLICATION_FORM
+        the_open_posting, body=APPLICATION_FORM, callers_email=True
     ),
     (A, "GET", "/applications"): Call(query=("posting_id",)),
     (A, "GET", "/applications/{application_id}"): Call(),
@@ -353,10 +357,13 @@ async def play(world: World, route: Route, caller: Caller, ids: dict[str, str]) 
     headers = HEADERS[caller]
     if caller is Caller.CANDIDATE and call.candidate is not None:
         headers = bearer("candidate", sub=ids[call.candidate])
+    body = call.body
+    if call.callers_email and body is not None and caller in CANDIDATES:
+        body = {**body, "email": candidate_email(CANDIDATES[caller])}
     return await world.client(service).request(
         method,
         template.format(**ids),
-        json=call.body,
+        json=body,
         params={name: ids[name] for name in call.query},
         headers={**headers, **call.headers},
     )
@@ -458,7 +465,7 @@ async def test_lists_show_each_caller_only_their_own(world: World) -> None:
 async def test_the_same_candidate_cannot_apply_twice(world: World) -> None:
     response = await world.client(A).post(
         f"/postings/{world.ids['posting_id']}/applications",
-        json=APPLICATION_FORM,
+        json={**APPLICATION_FORM, "email": candidate_email(C1)},
         headers=HEADERS[Caller.CANDIDATE],
     )
     assert response.status_code == 409, response.text

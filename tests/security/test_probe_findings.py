@@ -1,5 +1,6 @@
 """What an outside probe found, each as a black-box test over HTTP: a forged token cannot spend
-a user's write budget, out-of-range integers and unexpected errors answer problem details,
+a user's write budget, out-of-range integers answer problem details, mail goes only to the
+address a candidate's token vouches for,
 invented HTTP methods add no metric series, IPv6 forms that embed an IPv4 address are refused
 as webhook targets, every JSON body is checked whatever its Content-Type says, and tokens
 meant to live too long are refused."""
@@ -13,6 +14,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from hirestream.applications.app import ApplicationsSettings
+from hirestream.applications.app import create_app as applications_app
 from hirestream.notifications.app import NotificationsSettings
 from hirestream.notifications.app import create_app as notifications_app
 from hirestream.postings.app import PostingsSettings
@@ -124,6 +127,49 @@ async def test_an_alerts_min_salary_beyond_64_bits_is_422(
     )
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == "min_salary"
+
+
+# --- finding 4: mail goes only to the address the token vouches for
+
+
+@pytest.fixture(scope="module")
+async def applications(base_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings_for(
+        ApplicationsSettings, base_env, mongodb_database=unique_db("applications")
+    )
+    async for client in http_only_client_for(applications_app(settings)):
+        yield client
+
+
+@pytest.mark.parametrize(
+    "token_email", [None, "candidate@example.com"], ids=["no-email-claim", "another-address"]
+)
+async def test_an_application_naming_another_address_is_422_naming_the_email(
+    applications: httpx.AsyncClient, token_email: str | None
+) -> None:
+    token = bearer("candidate", sub=f"cand-{uuid.uuid4().hex[:6]}", email=token_email or "")
+    body = {
+        "name": "Ada",
+        "email": "victim@example.com",
+        "resume_url": "https://cv.example.com/ada.pdf",
+        "consent": {"processing": True},
+    }
+    response = await applications.post(
+        "/postings/000000000000000000000000/applications", json=body, headers=token
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "email"
+
+
+async def test_an_alert_naming_another_address_is_422_naming_the_email(
+    notifications: httpx.AsyncClient,
+) -> None:
+    token = bearer("candidate", sub="cand-alert", email="candidate@example.com")
+    response = await notifications.post(
+        "/alerts", json={"city": "Porto", "email": "victim@example.com"}, headers=token
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "email"
 
 
 # --- finding 5: metric labels come from closed sets

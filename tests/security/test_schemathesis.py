@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import bearer
+from tests.conftest import bearer, candidate_email
 from tests.support.factories import posting_body
 from tests.support.polling import eventually
 from tests.support.system import System, running_system
@@ -118,7 +118,7 @@ async def real_ids(system: System) -> dict[str, list[str]]:
                 f"/postings/{posting_id}/applications",
                 json={
                     "name": "Ada Lovelace",
-                    "email": "ada@example.com",
+                    "email": candidate_email(f"fuzz-candidate-{RUN}"),
                     "resume_url": "https://cv.example.com/ada.pdf",
                     "consent": {"processing": True},
                     "skills": ["python"],

@@ -182,7 +182,7 @@ def submission(
     if key is not None:
         asked = {"posting_id": posting_id, "form": form.model_dump(mode="json")}
         request = IdempotentRequest(candidate_id, key, request_hash(asked))
-    return SubmitApplication(posting_id, form, candidate_id, request)
+    return SubmitApplication(posting_id, form, candidate_id, str(form.email), request)
 
 
 # ---------------------------------------------------------------------------------- fakes

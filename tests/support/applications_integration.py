@@ -18,10 +18,10 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from hirestream.applications.app import ApplicationsSettings, create_app
-from hirestream.shared.events.envelope import serialize
+from hirestream.shared.events.envelope import serialize, source_of
 from hirestream.shared.events.postings import POSTING_CLOSED, CloseReason, PostingClosed
 from hirestream.shared.events.types import utc_now
-from tests.conftest import bearer, client_for, settings_for
+from tests.conftest import bearer, candidate_email, client_for, settings_for
 from tests.support.applications import (
     ADMIN_USER,
     EMPLOYER_USER,
@@ -88,7 +88,7 @@ class Board:
         await produce(
             self.servers.kafka_bootstrap,
             "posting.closed",
-            serialize(POSTING_CLOSED.new(closed, source="tests")),
+            serialize(POSTING_CLOSED.new(closed, source=source_of("postings"))),
             key=posting_id.encode(),
         )
         await wait_for_view(self.mongo, self.db, posting_id, 2)
@@ -135,9 +135,8 @@ async def apply(
     headers = as_candidate(sub)
     if key is not None:
         headers["Idempotency-Key"] = key
-    return await client.post(
-        f"/postings/{posting_id}/applications", json=application_body(**changes), headers=headers
-    )
+    body = application_body(**{"email": candidate_email(sub), **changes})
+    return await client.post(f"/postings/{posting_id}/applications", json=body, headers=headers)
 
 
 async def applied(client: httpx.AsyncClient, posting_id: str, sub: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from hirestream.shared.events.envelope import serialize
+from hirestream.shared.events.envelope import serialize, source_of
 from hirestream.shared.events.postings import (
     POSTING_CLOSED,
     POSTING_CREATED,
@@ -57,12 +57,12 @@ def new_posting_id() -> str:
 
 def posting_created_event(posting_id: str, **changes: Any) -> bytes:
     data = PostingCreated.model_validate(snapshot_fields(posting_id, 1, **changes))
-    return serialize(POSTING_CREATED.new(data, source="tests"))
+    return serialize(POSTING_CREATED.new(data, source=source_of("postings")))
 
 
 def posting_updated_event(posting_id: str, version: int, **changes: Any) -> bytes:
     data = PostingUpdated.model_validate(snapshot_fields(posting_id, version, **changes))
-    return serialize(POSTING_UPDATED.new(data, source="tests"))
+    return serialize(POSTING_UPDATED.new(data, source=source_of("postings")))
 
 
 def posting_closed_event(posting_id: str, version: int) -> bytes:
@@ -73,4 +73,4 @@ def posting_closed_event(posting_id: str, version: int) -> bytes:
         version=version,
         closed_at=utc_now(),
     )
-    return serialize(POSTING_CLOSED.new(data, source="tests"))
+    return serialize(POSTING_CLOSED.new(data, source=source_of("postings")))

@@ -40,7 +40,7 @@ from hirestream.shared.events.applications import (
     Candidate,
     Match,
 )
-from hirestream.shared.events.envelope import CloudEvent, serialize
+from hirestream.shared.events.envelope import CloudEvent, serialize, source_of
 from hirestream.shared.events.notifications import Channel
 from hirestream.shared.events.postings import POSTING_CREATED, PostingCreated
 from hirestream.shared.events.types import utc_now
@@ -124,7 +124,7 @@ ADMIN = Principal("admin-1", Role.ADMIN)
 
 def posting_created(posting_id: str, org: str, **changes: Any) -> CloudEvent[PostingCreated]:
     data = PostingCreated.model_validate(snapshot_fields(posting_id, 1, org=org, **changes))
-    return POSTING_CREATED.new(data, source="tests")
+    return POSTING_CREATED.new(data, source=source_of("postings"))
 
 
 def case_posting(case: Case, *, with_contact_email: bool = True) -> CloudEvent[PostingCreated]:
@@ -151,7 +151,7 @@ def application_submitted(case: Case) -> CloudEvent[ApplicationSubmitted]:
         version=1,
         submitted_at=utc_now(),
     )
-    return APPLICATION_SUBMITTED.new(data, source="tests")
+    return APPLICATION_SUBMITTED.new(data, source=source_of("applications"))
 
 
 def status_changed(
@@ -170,7 +170,7 @@ def status_changed(
         version=2,
         changed_at=utc_now(),
     )
-    return APPLICATION_STATUS_CHANGED.new(data, source="tests")
+    return APPLICATION_STATUS_CHANGED.new(data, source=source_of("applications"))
 
 
 def alert_body(city: str, **changes: Any) -> Json:
@@ -281,9 +281,9 @@ async def wait_for_inbox(
 
 
 async def save_alert(client: httpx.AsyncClient, candidate_id: str, body: Json) -> Json:
-    response = await client.post(
-        "/alerts", json=body, headers=bearer("candidate", sub=candidate_id)
-    )
+    # An alert emails only the address the candidate's token vouches for.
+    token = bearer("candidate", sub=candidate_id, email=body.get("email"))
+    response = await client.post("/alerts", json=body, headers=token)
     assert response.status_code == 201, response.text
     alert: Json = response.json()
     return alert

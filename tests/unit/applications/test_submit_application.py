@@ -5,6 +5,7 @@ under the same Idempotency-Key answered with the first response."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -84,6 +85,31 @@ async def test_the_match_is_scored_against_the_postings_skills_in_the_read_model
 
     assert application.match.score == 0.5
     assert application.match.missing_skills == ["go"]
+
+
+@pytest.mark.parametrize(
+    "verified", [None, "someone.else@example.com"], ids=["no-verified-email", "another-address"]
+)
+async def test_the_address_must_be_the_verified_one_of_the_token(
+    unit_of_work: Uow, applications: FakeApplications, relay: RecordingRelay, verified: str | None
+) -> None:
+    command = replace(submission(), verified_email=verified)
+    with pytest.raises(InvalidRequest) as refused:
+        await submit_application(command, unit_of_work())
+
+    assert refused.value.extensions["errors"][0]["field"] == "email"
+    assert nothing_written(applications, relay)
+
+
+async def test_the_verified_address_matches_whatever_the_case_of_its_domain(
+    unit_of_work: Uow,
+) -> None:
+    command = submission()
+    local, _, domain = command.form.email.partition("@")
+    submitted = await submit_application(
+        replace(command, verified_email=f"{local}@{domain.upper()}"), unit_of_work()
+    )
+    assert submitted.application.candidate.email == command.form.email
 
 
 async def test_applying_to_an_unknown_posting_is_not_found(

@@ -9,12 +9,12 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pymongo.errors import ServerSelectionTimeoutError
 
-from hirestream.shared.events.envelope import CloudEvent
+from hirestream.shared.events.envelope import CloudEvent, serialize
 from hirestream.shared.events.postings import POSTING_CREATED, PostingCreated
 from hirestream.shared.messaging.broker import install_dead_letters
 from hirestream.shared.messaging.dead_letters import HandlerRetries
 from hirestream.shared.messaging.subscriptions import Subscription, subscribe
-from tests.support.factories import posting_created_event
+from tests.support.factories import posting_created_event, snapshot_fields
 
 FAST_RETRIES = HandlerRetries(attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
 
@@ -181,3 +181,20 @@ async def test_a_batch_is_retried_whole_while_the_failure_is_transient() -> None
         )
     assert calls == [["d1", "d2"]] * 3
     assert dead == []
+
+
+async def test_an_event_from_another_source_than_its_publishers_is_dead_lettered() -> None:
+    calls = 0
+
+    async def handle(event: CloudEvent[PostingCreated]) -> None:
+        nonlocal calls
+        calls += 1
+
+    data = PostingCreated.model_validate(snapshot_fields("p5", 1))
+    forged = serialize(POSTING_CREATED.new(data, source="hirestream/applications"))
+    broker, dead = broker_with(handle)
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(forged, "posting.created", key=b"p5")
+    assert calls == 0
+    ((_, headers),) = dead
+    assert headers["dlq-error"].startswith("untrusted source 'hirestream/applications'")

@@ -36,9 +36,6 @@ async def test_commit_writes_the_aggregate_with_its_events_enveloped_and_tells_t
     with correlated("req-1"):
         events = await uow.commit()
     assert store.aggregates["p1"] is aggregate
-    assert store.aggregates["p1"] == closed(1).model_copy(
-        update={"closed_at": events[0].data.closed_at}
-    )
     assert [(e.type, e.subject, e.source, e.correlationid) for e in store.published()] == [
         ("posting.closed", "p1", "hirestream/tests", "req-1")
     ]

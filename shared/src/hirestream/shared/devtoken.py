@@ -23,6 +23,7 @@ def mint_token(
     role: Role | str,
     sub: str | None = None,
     org: str | None = None,
+    email: str | None = None,
     ttl: timedelta = timedelta(hours=1),
     issuer: str | None = None,
     audience: str | None = None,
@@ -36,6 +37,8 @@ def mint_token(
     }
     if org:
         claims["org"] = org
+    if email:
+        claims["email"] = email
     if issuer:
         claims["iss"] = issuer
     if audience:
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--role", required=True, choices=[role.value for role in Role])
     parser.add_argument("--sub", help="user id (default: a random one)")
     parser.add_argument("--org", help="employer id (required for --role employer)")
+    parser.add_argument("--email", help="the user's verified address (a candidate applies with it)")
     parser.add_argument("--ttl-minutes", type=int, default=60)
     args = parser.parse_args(argv)
     secret = os.environ.get("JWT_SECRET")
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             role=args.role,
             sub=args.sub,
             org=args.org,
+            email=args.email,
             ttl=timedelta(minutes=args.ttl_minutes),
             issuer=os.environ.get("JWT_ISSUER"),
             audience=os.environ.get("JWT_AUDIENCE"),

@@ -71,7 +71,7 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
             idempotency_key,
             {"posting_id": posting_id, "form": form.model_dump(mode="json")},
         )
-        command = SubmitApplication(posting_id, form, candidate.user_id, request)
+        command = SubmitApplication(posting_id, form, candidate.user_id, candidate.email, request)
         submitted = await services.submit_application(command, uow)
         application = submitted.application
         return created_response(

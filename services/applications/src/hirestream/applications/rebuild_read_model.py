@@ -77,7 +77,8 @@ async def rebuild(settings: ApplicationsSettings, *, from_scratch: bool) -> Rebu
                         break
                     report.records += 1
                     try:
-                        event = by_topic[tp.topic].parse(record.value or b"")
+                        event_type = by_topic[tp.topic]
+                        event = event_type.trusted(event_type.parse(record.value or b""))
                     except InvalidEvent:
                         report.invalid += 1
                         continue

@@ -30,8 +30,8 @@ from hirestream.applications.domain import (
 from hirestream.shared.events.applications import ApplicationStatus
 from hirestream.shared.events.privacy import ERASING_SERVICES, CandidateErased
 from hirestream.shared.events.types import utc_now
-from hirestream.shared.identity import Principal, Role
-from hirestream.shared.service_layer.errors import Conflict, Forbidden, NotFound
+from hirestream.shared.identity import Principal, Role, same_address
+from hirestream.shared.service_layer.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from hirestream.shared.service_layer.idempotency import IdempotentRequest, new_id
 from hirestream.shared.service_layer.unit_of_work import (
     AggregateStore,
@@ -116,6 +116,7 @@ class SubmitApplication:
     posting_id: str
     form: ApplicationForm
     candidate_id: str
+    verified_email: str | None  # the address the candidate's token vouches for
     idempotency: IdempotentRequest | None = None
 
 
@@ -126,6 +127,9 @@ class Submitted:
 
 
 async def submit_application(command: SubmitApplication, uow: ApplicationsUnitOfWork) -> Submitted:
+    if not same_address(command.form.email, command.verified_email):
+        # The employer and our emails reach the candidate at this address: it must be theirs.
+        raise InvalidRequest("the address must be the verified email of your token", field="email")
     posting = await uow.postings.get(command.posting_id)
     if posting is None:
         return await _earlier_or(

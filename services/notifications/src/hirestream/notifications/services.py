@@ -49,7 +49,7 @@ from hirestream.shared.events.envelope import CloudEvent, serialize
 from hirestream.shared.events.notifications import Channel, DeliveryOutcome
 from hirestream.shared.events.postings import PostingCreated
 from hirestream.shared.events.types import utc_now
-from hirestream.shared.identity import Principal, Role
+from hirestream.shared.identity import Principal, Role, same_address
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
 from hirestream.shared.service_layer.errors import InvalidRequest, NotFound
 from hirestream.shared.storage.pagination import Page
@@ -460,6 +460,11 @@ async def choose_preferences(
 async def save_alert(
     caller: Principal, criteria: AlertCriteria, uow: NotificationsUnitOfWork
 ) -> Alert:
+    """An alert mails only the address the candidate's token vouches for."""
+    if criteria.email is not None and not same_address(criteria.email, caller.email):
+        raise InvalidRequest(
+            "alerts are emailed only to the verified email of your token", field="email"
+        )
     return await uow.alerts.create(caller.user_id, criteria)
 
 

@@ -84,8 +84,12 @@ APPLICATION_SUBMITTED = EventType(
     "application.submitted",
     ApplicationSubmitted,
     subject_field="application_id",
+    publishers=("applications",),
     carries_personal_data=True,
 )
 APPLICATION_STATUS_CHANGED = EventType(
-    "application.status_changed", ApplicationStatusChanged, subject_field="application_id"
+    "application.status_changed",
+    ApplicationStatusChanged,
+    subject_field="application_id",
+    publishers=("applications",),
 )

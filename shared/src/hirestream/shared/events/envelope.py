@@ -49,6 +49,9 @@ class EventType(Generic[PayloadT]):
     name: str
     payload: type[PayloadT]
     subject_field: str
+    # The services whose events these may be: consumers act on no others (topic ACLs let only
+    # them write, and the operator's tools must name one of them as the source).
+    publishers: tuple[str, ...]
     version: int = 1
     # Events that carry a person's name or address live on a topic with a bounded retention
     # (KAFKA_PERSONAL_DATA_RETENTION_MS), so that an erasure also reaches the log in time.
@@ -98,6 +101,15 @@ class EventType(Generic[PayloadT]):
         """The envelope model of this event type (what consumers' handlers are typed with)."""
         return CloudEvent[self.payload]  # type: ignore[name-defined]
 
+    def trusted(self, event: CloudEvent[PayloadT]) -> CloudEvent[PayloadT]:
+        """The event, if its source is a service that publishes this type; InvalidEvent if not."""
+        if event.source not in {source_of(service) for service in self.publishers}:
+            raise InvalidEvent(
+                f"untrusted source {event.source!r}: {self.name} comes from "
+                + " or ".join(source_of(service) for service in self.publishers)
+            )
+        return event
+
     def parse(self, value: bytes | str) -> CloudEvent[PayloadT]:
         """Validate a record value as this event type; InvalidEvent says why it is not one."""
         try:
@@ -107,6 +119,11 @@ class EventType(Generic[PayloadT]):
         if event.type != self.name:
             raise InvalidEvent(f"event type {event.type!r} on the topic of {self.name!r}")
         return event
+
+
+def source_of(service: str) -> str:
+    """The CloudEvents `source` of a hirestream service's events."""
+    return f"hirestream/{service}"
 
 
 class InvalidEvent(ValueError):

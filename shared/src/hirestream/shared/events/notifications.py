@@ -40,5 +40,8 @@ class NotificationDelivered(BaseModel):
 
 
 NOTIFICATION_DELIVERED = EventType(
-    "notification.delivered", NotificationDelivered, subject_field="notification_id"
+    "notification.delivered",
+    NotificationDelivered,
+    subject_field="notification_id",
+    publishers=("notifications",),
 )

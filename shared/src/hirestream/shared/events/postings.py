@@ -111,11 +111,23 @@ class PostingClosed(_Payload):
 
 # Kept forever: applications rebuilds its postings read model by replaying them from offset 0.
 POSTING_CREATED = EventType(
-    "posting.created", PostingCreated, subject_field="posting_id", kept_forever=True
+    "posting.created",
+    PostingCreated,
+    subject_field="posting_id",
+    publishers=("postings",),
+    kept_forever=True,
 )
 POSTING_UPDATED = EventType(
-    "posting.updated", PostingUpdated, subject_field="posting_id", kept_forever=True
+    "posting.updated",
+    PostingUpdated,
+    subject_field="posting_id",
+    publishers=("postings",),
+    kept_forever=True,
 )
 POSTING_CLOSED = EventType(
-    "posting.closed", PostingClosed, subject_field="posting_id", kept_forever=True
+    "posting.closed",
+    PostingClosed,
+    subject_field="posting_id",
+    publishers=("postings",),
+    kept_forever=True,
 )

@@ -34,17 +34,23 @@ class CandidateErased(_Payload):
     erased_at: UtcDateTime
 
 
+# The services that hold something of a candidate and must each confirm an erasure.
+ERASING_SERVICES = ("postings", "applications", "notifications")
+
 CANDIDATE_ERASURE_REQUESTED = EventType(
     "candidate.erasure_requested",
     CandidateErasureRequested,
     subject_field="candidate_id",
+    publishers=("applications",),
     kept_forever=True,  # a service down for longer than a week must still receive it
 )
-CANDIDATE_ERASED = EventType("candidate.erased", CandidateErased, subject_field="candidate_id")
+CANDIDATE_ERASED = EventType(
+    "candidate.erased",
+    CandidateErased,
+    subject_field="candidate_id",
+    publishers=ERASING_SERVICES,
+)
 
 # What an erased candidate's name and address become wherever they were kept.
 ERASED_NAME = "(erased)"
 ERASED_EMAIL = "erased@invalid.invalid"
-
-# The services that hold something of a candidate and must each confirm an erasure.
-ERASING_SERVICES = ("postings", "applications", "notifications")

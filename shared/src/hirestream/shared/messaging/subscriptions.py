@@ -7,8 +7,9 @@ Every subscription gets the same guarantees (`subscribe`):
   whose handling raised is read again, never skipped);
 - the record's value parsed into the topic's CloudEvent model before the handler sees it, so
   handlers are typed (`CloudEvent[PostingCreated]`) and the AsyncAPI document shows each
-  payload; what fails to parse reaches the handler never, and `<topic>.dlq` at once
-  (`DeadLetterMiddleware` does that, bounded retries and dead letters for every subscriber).
+  payload; what fails to parse, or comes from another source than the services that publish
+  the event type, reaches the handler never, and `<topic>.dlq` at once (`DeadLetterMiddleware`
+  does that: bounded retries and dead letters for every subscriber).
 
 Handlers make their effect idempotent themselves (deterministic ids, version guards): a crash
 between the effect and the commit redelivers the record.
@@ -60,7 +61,7 @@ def event_decoder(event_type: EventType[Any]) -> Callable[[StreamMessage[Any]], 
     value to validation as raw bytes."""
 
     async def decode(message: StreamMessage[Any]) -> CloudEvent[Any]:
-        return event_type.parse(message.body or b"")
+        return event_type.trusted(event_type.parse(message.body or b""))
 
     return decode
 
@@ -73,7 +74,7 @@ def batch_decoder(
         reasons: dict[int, str] = {}
         for index, value in enumerate(message.body):
             try:
-                events.append(event_type.parse(value or b""))
+                events.append(event_type.trusted(event_type.parse(value or b"")))
             except InvalidEvent as error:
                 reasons[index] = str(error)
         if reasons:

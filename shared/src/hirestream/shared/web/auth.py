@@ -141,7 +141,14 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject:
         raise InvalidToken("the sub claim must be a non-empty string")
-    return Principal(user_id=subject, role=role, org=org if isinstance(org, str) else None)
+    email = claims.get("email")
+    verified = isinstance(email, str) and email and claims.get("email_verified") is not False
+    return Principal(
+        user_id=subject,
+        role=role,
+        org=org if isinstance(org, str) else None,
+        email=email if verified else None,
+    )
 
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT minted by the identity provider")
