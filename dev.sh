@@ -3,7 +3,8 @@
 #
 #   ./dev.sh up       Kafka, the MongoDB-protocol server, the mail catcher and the three
 #                     services, in the background; returns when all three answer /readyz.
-#   ./dev.sh test     the whole test suite (unit, integration, e2e) on real servers.
+#   ./dev.sh test     ruff, mypy, then every test (unit, integration, e2e, fault, security,
+#                     deploy) on real servers; arguments go to pytest.
 #   ./dev.sh down     stop the services and the stack.
 #   ./dev.sh status   what is running.
 #   ./dev.sh token    mint a development token: ./dev.sh token --role employer --org acme
@@ -128,12 +129,21 @@ cmd_status() {
   return $ok
 }
 
+# Lint and types first: a style or type error fails in seconds, not after the suite.
+cmd_lint() {
+  cd "$ROOT"
+  "$ROOT/.venv/bin/ruff" check . || die "ruff check found problems (see above)"
+  "$ROOT/.venv/bin/ruff" format --check . || die "ruff format would change files (see above)"
+  "$ROOT/.venv/bin/mypy" || die "mypy found type errors (see above)"
+}
+
 cmd_test() {
   sync_venv
+  cmd_lint
   # Build the jars and the database server before pytest, so a missing Java, Maven or Go is
   # one clear line here rather than a fixture error; the tests start their own stack.
   bash "$ROOT/deploy/local/stack.sh" build
-  bash "$ROOT/deploy/tools.sh"           # kustomize, hadolint, docker-compose for tests/deploy
+  bash "$ROOT/deploy/tools.sh"           # the tools tests/deploy runs (see its header)
   cd "$ROOT"
   exec "$ROOT/.venv/bin/python" -m pytest "$@"
 }
@@ -156,5 +166,5 @@ case "${1:-}" in
   token) shift; cmd_token "$@" ;;
   demo) shift; cmd_demo "$@" ;;
   kafka-client) shift; exec bash "$ROOT/deploy/local/stack.sh" kafka-client "$@" ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
