@@ -41,13 +41,13 @@ from pymongo import AsyncMongoClient
 from tests.conftest import bearer
 from tests.fault.conftest import FaultReport
 from tests.support.factories import posting_body
+from tests.support.faults import SUBMITTED
 from tests.support.kafka import Record, check_against_contract
 from tests.support.load import ApplyLoad, Outcome, plan_applications
 from tests.support.polling import eventually
 from tests.support.servers import Servers
 from tests.support.system import System, running_system
 
-SUBMITTED = "application.submitted"
 # Loads are modest (40 applications each): on the local stack's FerretDB every write waits its
 # turn and most filters scan their collection, so each event costs more as a test goes on.
 KAFKA_DOWN_S = 10.0

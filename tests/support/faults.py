@@ -5,6 +5,9 @@ Postings and applications are each unique (marked with this run's id), from conc
 every answer is noted. After the fault, `settle` waits until each acknowledged request is
 complete (its document with the outbox emptied, its event on the topic, the applications read
 model, the notifications) and each refused one that landed anyway is whole.
+
+`WireTimedLoad` and `in_flight_at` tell which requests a service had in hand at a given moment
+(the SIGTERM test): the ones written to a connection it had accepted, not merely begun.
 """
 
 from __future__ import annotations
