@@ -33,7 +33,7 @@ kustomize_ok() {
 
 if ! kustomize_ok; then
   if ! command -v go >/dev/null 2>&1; then
-    fail "go not found — install Go 1.22+ to build kustomize $KUSTOMIZE_VERSION (Debian: apt-get install golang)"
+    fail "go not found — install Go $GO_VERSION to build kustomize $KUSTOMIZE_VERSION (https://go.dev/dl)"
   else
     echo "building kustomize $KUSTOMIZE_VERSION with go install (log: $LOG)" >&2
     # GOTOOLCHAIN=local: build with the Go on this machine, never fetch another toolchain.

@@ -167,7 +167,7 @@ need_mvn() {
 
 need_go() {
     command -v go >/dev/null 2>&1 ||
-        die_prereq "Go 1.24+ not found on PATH (needed once to build FerretDB, since mongod is not on PATH) — install Go, or put mongod on PATH"
+        die_prereq "Go 1.26 not found on PATH (needed once to build FerretDB, since mongod is not on PATH) — install Go 1.26, or put mongod on PATH"
 }
 
 need_mongod() {
