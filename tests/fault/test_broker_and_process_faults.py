@@ -41,7 +41,7 @@ from pymongo import AsyncMongoClient
 from tests.conftest import bearer
 from tests.fault.conftest import FaultReport
 from tests.support.factories import posting_body
-from tests.support.faults import SUBMITTED
+from tests.support.faults import SUBMITTED, WireTimedLoad, in_flight_at
 from tests.support.kafka import Record, check_against_contract
 from tests.support.load import ApplyLoad, Outcome, plan_applications
 from tests.support.polling import eventually
@@ -59,8 +59,10 @@ EFFECTS_TIMEOUT_S = 300.0
 EFFECTS_STALL_S = 60.0
 # After the last expected effect, how long a wrong second one is given to show.
 SETTLE_S = 5.0
-# A request counts as in flight at SIGTERM if it was sent at least this long before (one sent
-# at the very moment may race the server closing its idle connections) and not yet answered.
+# A request counts as in flight at SIGTERM if it had been written whole to a connection the
+# service had accepted and was not yet answered: a kept-alive one, or one opened at least this
+# long before (the closing listener resets a connection still in its backlog, unaccepted). The
+# signal is sent once a request has waited this long for its answer.
 SENT_BEFORE_S = 0.03
 
 
@@ -333,7 +335,7 @@ async def test_applications_sigterm_finishes_in_flight_and_loses_nothing(
 ) -> None:
     run = uuid.uuid4().hex[:8]
     posting_ids = await open_postings(system, 2, run=run)
-    load = ApplyLoad(
+    load = WireTimedLoad(
         system.url("applications"),
         plan_applications(posting_ids, 40, run=run),
         candidate_headers,
@@ -367,9 +369,7 @@ async def test_applications_sigterm_finishes_in_flight_and_loses_nothing(
         outcomes = await sending
 
     attempts = [attempt for outcome in outcomes for attempt in outcome.attempts]
-    in_flight = [
-        a for a in attempts if a.started < terminated - SENT_BEFORE_S and a.ended > terminated
-    ]
+    in_flight = in_flight_at(terminated, attempts, opened_before_s=SENT_BEFORE_S)
     unpublished_at_exit = [
         str(o.application_id)
         for o in answered_before_exit
