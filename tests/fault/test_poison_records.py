@@ -31,7 +31,7 @@ from hirestream.shared.events.applications import (
     Candidate,
     Match,
 )
-from hirestream.shared.events.envelope import CONTENT_TYPE, serialize
+from hirestream.shared.events.envelope import CONTENT_TYPE, serialize, source_of
 from hirestream.shared.events.types import utc_now
 from tests.fault.conftest import FaultReport
 from tests.support.factories import (
@@ -93,7 +93,7 @@ def application_submitted(application_id: str, candidate_id: str, **changes: Any
             **changes,
         }
     )
-    return serialize(APPLICATION_SUBMITTED.new(data, source="tests"))
+    return serialize(APPLICATION_SUBMITTED.new(data, source=source_of("applications")))
 
 
 def application_status_changed(application_id: str, candidate_id: str, version: int) -> bytes:
@@ -109,7 +109,7 @@ def application_status_changed(application_id: str, candidate_id: str, version: 
         version=version,
         changed_at=utc_now(),
     )
-    return serialize(APPLICATION_STATUS_CHANGED.new(data, source="tests"))
+    return serialize(APPLICATION_STATUS_CHANGED.new(data, source=source_of("applications")))
 
 
 def valid_event(topic: str, key: str) -> bytes:
