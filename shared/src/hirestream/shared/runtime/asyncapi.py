@@ -9,7 +9,6 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
-from faststream.specification.asyncapi.site import get_asyncapi_html
 
 from hirestream.shared.events.envelope import CONTENT_TYPE
 
@@ -52,7 +51,3 @@ def asyncapi_document(broker: KafkaBroker, *, name: str, version: str) -> dict[s
             "location": f"$message.header#/{CORRELATION_HEADER}",
         }
     return document
-
-
-def asyncapi_html(broker: KafkaBroker, *, name: str, version: str) -> str:
-    return get_asyncapi_html(asyncapi_spec(broker, name=name, version=version).to_specification())

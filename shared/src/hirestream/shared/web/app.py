@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
 
-from hirestream.shared.runtime.asyncapi import asyncapi_document, asyncapi_html
 from hirestream.shared.runtime.clients import ServiceClients
 from hirestream.shared.web.auth import JwtVerifier
 from hirestream.shared.web.correlation import CorrelationMiddleware
+from hirestream.shared.web.documents import install_documents
 from hirestream.shared.web.guard import RequestGuard
 from hirestream.shared.web.health import health_router
 from hirestream.shared.web.metrics import install_metrics, serve_metrics
+from hirestream.shared.web.openapi import COMMON_RESPONSES, operation_id
 from hirestream.shared.web.problems import install_problem_handlers
 
 VERSION = "0.1.0"
@@ -54,13 +54,12 @@ def service_app(
         version=VERSION,
         description=description,
         lifespan=lifespan,
-        # What any route may answer, from the mechanisms around the routes.
-        responses={
-            400: {"description": "the body is not valid JSON"},
-            413: {"description": "the body is larger than MAX_BODY_BYTES"},
-            429: {"description": "too many writes; Retry-After says when to retry"},
-            503: {"description": "the database is unavailable; Retry-After"},
-        },
+        # What any request may get whatever the route; each route lists its own (openapi.py).
+        responses=COMMON_RESPONSES,
+        generate_unique_id_function=operation_id,
+        # /docs is served by documents.py from local files, never from a CDN; no /redoc.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.clients = clients
     app.state.jwt_verifier = verifier = JwtVerifier(
@@ -87,13 +86,5 @@ def service_app(
     )
     for router in routers:
         app.include_router(router)
-
-    @app.get("/asyncapi.json", include_in_schema=False)
-    async def asyncapi_json() -> JSONResponse:
-        return JSONResponse(asyncapi_document(clients.broker, name=clients.name, version=VERSION))
-
-    @app.get("/asyncapi", include_in_schema=False)
-    async def asyncapi_page() -> HTMLResponse:
-        return HTMLResponse(asyncapi_html(clients.broker, name=clients.name, version=VERSION))
-
+    install_documents(app, clients, version=VERSION)
     return app
