@@ -12,8 +12,16 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8
+ARG NODE_IMAGE=node:20-bookworm-slim
 
 FROM ${UV_IMAGE} AS uv
+
+# ---- web-assets: the files behind /docs and /asyncapi, from the npm lock file -------------
+# Only the built files leave this stage: no Node in the images, no CDN at run time.
+FROM ${NODE_IMAGE} AS web-assets
+WORKDIR /src
+COPY shared/web-assets shared/web-assets
+RUN --mount=type=cache,target=/root/.npm bash shared/web-assets/build.sh
 
 # ---- build: a virtualenv per service, from uv.lock only ----------------------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -37,8 +45,10 @@ FROM build AS build-postings
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package hirestream-postings
 COPY shared/src shared/src
+COPY --from=web-assets /src/shared/src/hirestream/shared/web/static shared/src/hirestream/shared/web/static
 COPY services/postings/src services/postings/src
-# --no-editable: the workspace packages are installed into the venv, so /src is not needed.
+# --no-editable: the workspace packages are installed into the venv, so /src is not needed;
+# the wheel carries the git-ignored viewer files (shared/pyproject.toml, `artifacts`).
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package hirestream-postings
 
@@ -46,6 +56,7 @@ FROM build AS build-applications
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package hirestream-applications
 COPY shared/src shared/src
+COPY --from=web-assets /src/shared/src/hirestream/shared/web/static shared/src/hirestream/shared/web/static
 COPY services/applications/src services/applications/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package hirestream-applications
@@ -54,6 +65,7 @@ FROM build AS build-notifications
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package hirestream-notifications
 COPY shared/src shared/src
+COPY --from=web-assets /src/shared/src/hirestream/shared/web/static shared/src/hirestream/shared/web/static
 COPY services/notifications/src services/notifications/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package hirestream-notifications
