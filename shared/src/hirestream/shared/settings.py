@@ -43,13 +43,11 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 DatabaseName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-class ServiceSettings(BaseSettings):
-    """What all three services need. Each service subclasses it for its own defaults."""
+class ConnectionSettings(BaseSettings):
+    """How to reach Kafka and MongoDB: what every process needs, the services and the operator
+    CLI alike (which must not need a service's secrets such as JWT_SECRET)."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
-
-    # Production unless said otherwise: the strict choice is the default one.
-    environment: Environment = Environment.PRODUCTION
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
@@ -67,6 +65,24 @@ class ServiceSettings(BaseSettings):
 
     mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
     mongodb_database: DatabaseName = "hirestream"
+
+    @model_validator(mode="after")
+    def _sasl_identity(self) -> ConnectionSettings:
+        if self.kafka_security_protocol in {
+            KafkaSecurityProtocol.SASL_PLAINTEXT,
+            KafkaSecurityProtocol.SASL_SSL,
+        } and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
+            raise ValueError(
+                "KAFKA_SASL_MECHANISM and KAFKA_SASL_USERNAME are required with SASL security"
+            )
+        return self
+
+
+class ServiceSettings(ConnectionSettings):
+    """What all three services need. Each service subclasses it for its own defaults."""
+
+    # Production unless said otherwise: the strict choice is the default one.
+    environment: Environment = Environment.PRODUCTION
 
     jwt_secret: SecretStr | None = None
     jwt_jwks_url: str | None = None
@@ -111,13 +127,6 @@ class ServiceSettings(BaseSettings):
                     "must be a random value (e.g. python -c 'import secrets; "
                     "print(secrets.token_urlsafe(48))')"
                 )
-        if self.kafka_security_protocol in {
-            KafkaSecurityProtocol.SASL_PLAINTEXT,
-            KafkaSecurityProtocol.SASL_SSL,
-        } and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
-            raise ValueError(
-                "KAFKA_SASL_MECHANISM and KAFKA_SASL_USERNAME are required with SASL security"
-            )
         return self
 
 
@@ -162,9 +171,9 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
     try:
         return settings_class()
     except ValidationError as error:
-        _exit_with(describe_settings_error(error))
+        exit_with(describe_settings_error(error))
 
 
-def _exit_with(line: str) -> NoReturn:
+def exit_with(line: str) -> NoReturn:
     print(f"error: {line}", file=sys.stderr)  # logging is not configured yet: plain stderr
     raise SystemExit(2)

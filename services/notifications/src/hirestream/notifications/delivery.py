@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
+from opentelemetry.trace import SpanKind
 
 from hirestream.notifications.domain import (
     DeliveryAttempt,
@@ -51,6 +52,7 @@ from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.events.notifications import Channel, DeliveryOutcome
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.metrics import DELIVERIES, DELIVERY_ATTEMPTS
+from hirestream.shared.tracing import continued
 
 log = structlog.get_logger(__name__)
 
@@ -273,7 +275,13 @@ class DeliveryWorker:
                 log.warning("delivery.record_failed", error=type(outcome).__name__)
 
     async def attempt(self, notification: Notification, *, now: datetime) -> None:
-        """One attempt of a delivery this process holds the lease of, and its record."""
+        """One attempt of a delivery this process holds the lease of, and its record (a span
+        in the trace of the event that made the notification)."""
+        trace_context = notification.trace_context or {}
+        with continued(f"deliver {notification.channel.value}", trace_context, SpanKind.CLIENT):
+            await self._attempt(notification, now=now)
+
+    async def _attempt(self, notification: Notification, *, now: datetime) -> None:
         channel = notification.channel
         number = len(notification.attempts) + 1
         started = time.perf_counter()

@@ -448,6 +448,8 @@ class Notification(BaseModel):
     subject: str
     source_event_id: str
     correlation_id: str | None = None
+    # The trace of the work that made it (`traceparent`, `tracestate`): its delivery joins it.
+    trace_context: dict[str, str] | None = None
     created_at: UtcDateTime
     title: str | None = None
     body: str | None = None

@@ -53,6 +53,7 @@ from hirestream.shared.identity import Principal, Role, same_address
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
 from hirestream.shared.service_layer.errors import InvalidRequest, NotFound
 from hirestream.shared.storage.pagination import Page
+from hirestream.shared.tracing import current_trace_context
 
 log = structlog.get_logger(__name__)
 
@@ -358,6 +359,7 @@ def _common(event: CloudEvent[Any], recipient: str, channel: Channel) -> dict[st
         "subject": event.subject,
         "source_event_id": event.id,
         "correlation_id": event.correlationid,
+        "trace_context": current_trace_context() or None,
         "created_at": utc_now(),
     }
 

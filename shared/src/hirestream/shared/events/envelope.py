@@ -8,6 +8,7 @@ pydantic model of its `data`, and the payload field that is the aggregate id (th
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -39,6 +40,9 @@ class CloudEvent(BaseModel, Generic[PayloadT]):
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
     correlationid: str | None = None
+    # The CloudEvents distributed-tracing extension: the trace of the work that made the event.
+    traceparent: str | None = None
+    tracestate: str | None = None
     data: PayloadT
 
 
@@ -80,6 +84,7 @@ class EventType(Generic[PayloadT]):
         correlation_id: str | None = None,
         event_id: str | None = None,
         time: datetime | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> CloudEvent[PayloadT]:
         """A new event with a fresh id: the id then stays the same across every redelivery.
 
@@ -93,6 +98,8 @@ class EventType(Generic[PayloadT]):
             time=time or utc_now(),
             dataschema=self.dataschema,
             correlationid=correlation_id,
+            traceparent=(trace_context or {}).get("traceparent"),
+            tracestate=(trace_context or {}).get("tracestate"),
             data=data,
         )
 

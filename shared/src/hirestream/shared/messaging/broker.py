@@ -12,6 +12,7 @@ import ssl
 from functools import partial
 
 from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.security import (
     BaseSecurity,
@@ -28,6 +29,7 @@ from hirestream.shared.messaging.dead_letters import (
 )
 from hirestream.shared.metrics import METRICS_PREFIX
 from hirestream.shared.settings import KafkaSaslMechanism, KafkaSecurityProtocol, ServiceSettings
+from hirestream.shared.tracing import tracing_enabled
 
 
 def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
@@ -59,6 +61,11 @@ def kafka_metrics() -> KafkaPrometheusMiddleware:
     return KafkaPrometheusMiddleware(registry=REGISTRY, metrics_prefix=METRICS_PREFIX)
 
 
+def kafka_tracing() -> list[KafkaTelemetryMiddleware]:
+    """FastStream's spans of every publish and consume, when tracing is on (tracing.py)."""
+    return [KafkaTelemetryMiddleware()] if tracing_enabled() else []
+
+
 def make_broker(
     settings: ServiceSettings, *, client_id: str, retries: HandlerRetries | None = None
 ) -> KafkaBroker:
@@ -75,7 +82,7 @@ def make_broker(
         # The dead-letter middleware logs each record's outcome with its event id; FastStream's
         # own per-message lines would repeat that at INFO.
         log_level=logging.DEBUG,
-        middlewares=[kafka_metrics()],
+        middlewares=[*kafka_tracing(), kafka_metrics()],
     )
     install_dead_letters(broker, retries or HandlerRetries())
     return broker

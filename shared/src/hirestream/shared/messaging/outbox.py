@@ -38,6 +38,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from hirestream.shared.events.envelope import CONTENT_TYPE, CloudEvent, serialize
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.storage.group_commit import GroupCommit
+from hirestream.shared.tracing import continued
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +63,10 @@ def outbox_entry(event: CloudEvent[Any]) -> OutboxEntry:
     headers = {"content-type": CONTENT_TYPE}
     if event.correlationid:
         headers["correlation-id"] = event.correlationid
+    if event.traceparent:  # so a later publish continues the trace that made the event
+        headers["traceparent"] = event.traceparent
+        if event.tracestate:
+            headers["tracestate"] = event.tracestate
     return {
         "id": event.id,
         "topic": event.type,
@@ -281,12 +286,11 @@ class OutboxRelay:
         sent: list[dict[str, Any]] = []
         try:
             for entry in entries:  # in order: one aggregate's events keep their order
-                await self.publish(
-                    entry["topic"],
-                    entry["key"].encode(),
-                    entry["value"].encode(),
-                    entry.get("headers", {}),
-                )
+                headers = entry.get("headers", {})
+                with continued(f"outbox {entry['topic']}", headers):
+                    await self.publish(
+                        entry["topic"], entry["key"].encode(), entry["value"].encode(), headers
+                    )
                 sent.append(entry)
         except Exception as error:
             log.warning(

@@ -16,7 +16,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from hirestream.shared.logging import configure_logging
-from hirestream.shared.settings import ServiceSettings, load_settings
+from hirestream.shared.settings import ServiceSettings, exit_with, load_settings
+from hirestream.shared.tracing import TracingSettingsError, configure_tracing
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
@@ -32,7 +33,13 @@ def run_service(
 ) -> None:
     settings = load_settings(settings_class)
     configure_logging(name, settings.log_level, settings.log_format)
+    try:
+        tracer_provider = configure_tracing(name)
+    except TracingSettingsError as error:
+        exit_with(str(error))
     serve(create_app(settings), settings)
+    if tracer_provider is not None:
+        tracer_provider.shutdown()  # the spans still batched leave before the process does
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

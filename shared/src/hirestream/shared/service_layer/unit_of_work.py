@@ -23,6 +23,7 @@ from hirestream.shared.events.catalog import event_type_of
 from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.messaging.outbox import OutboxEntry, outbox_entry
 from hirestream.shared.service_layer.errors import UseCaseError
+from hirestream.shared.tracing import current_trace_context
 
 AggregateT = TypeVar("AggregateT", bound=BaseModel)
 AggregateT_contra = TypeVar("AggregateT_contra", bound=BaseModel, contravariant=True)
@@ -134,5 +135,8 @@ class UnitOfWork(Generic[AggregateT]):
 
     def envelope(self, payload: BaseModel) -> CloudEvent[Any]:
         return event_type_of(payload).new(
-            payload, source=self.source, correlation_id=current_correlation_id()
+            payload,
+            source=self.source,
+            correlation_id=current_correlation_id(),
+            trace_context=current_trace_context(),
         )

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from hirestream.shared.runtime.clients import ServiceClients
+from hirestream.shared.tracing import tracing_enabled
 from hirestream.shared.web.auth import JwtVerifier
 from hirestream.shared.web.correlation import CorrelationMiddleware
 from hirestream.shared.web.documents import install_documents
@@ -87,4 +89,7 @@ def service_app(
     for router in routers:
         app.include_router(router)
     install_documents(app, clients, version=VERSION)
+    if tracing_enabled():
+        # Outermost: the request's span covers the guard, auth and the route.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app
