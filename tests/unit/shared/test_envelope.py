@@ -70,7 +70,7 @@ def test_an_event_of_another_type_is_refused() -> None:
     event = POSTING_CLOSED.new(closed_payload(), source="s")
     wire = json.loads(serialize(event))
     wire["type"] = "posting.created"
-    with pytest.raises(InvalidEvent, match=r"event type 'posting\.created'"):
+    with pytest.raises(InvalidEvent, match=r"invalid event: event type 'posting\.created'"):
         POSTING_CLOSED.parse(json.dumps(wire))
 
 

@@ -17,7 +17,7 @@ from hirestream.shared.messaging.broker import kafka_metrics
 importlib.import_module("hirestream.shared.metrics")
 kafka_metrics()
 
-OBSERVABILITY = Path(__file__).resolve().parents[3] / "deploy" / "k8s" / "observability"
+OBSERVABILITY = Path(__file__).resolve().parents[3] / "deploy" / "k8s" / "components" / "monitoring"
 METRIC = re.compile(r"\b(hirestream_[a-z_]+)\b")
 
 

@@ -124,7 +124,9 @@ class EventType(Generic[PayloadT]):
         except ValidationError as error:
             raise InvalidEvent(describe_invalid(error)) from None
         if event.type != self.name:
-            raise InvalidEvent(f"event type {event.type!r} on the topic of {self.name!r}")
+            raise InvalidEvent(
+                f"invalid event: event type {event.type!r} on the topic of {self.name!r}"
+            )
         return event
 
 
