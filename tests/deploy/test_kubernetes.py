@@ -1,11 +1,12 @@
 """The Kubernetes manifests: each overlay builds with kustomize, passes kubernetes-validate
---strict, and every service's pod is probed, bounded, locked down and reachable only as its
-network policy says.
+--strict, and every service's pod is probed, bounded, locked down, spread (prod), scraped on a
+port of its own and reachable only as its network policy says.
 
-kubernetes-validate carries the schemas of Kubernetes' own kinds only. Strimzi's KafkaTopic
-is a custom resource: the validator warns that it has no schema for it and checks nothing.
-`test_kubernetes_validate_strict` therefore requires that KafkaTopic is the *only* kind left
-unchecked, and test_topics.py checks those resources' fields itself.
+kubernetes-validate carries the schemas of Kubernetes' own kinds only. Strimzi's KafkaTopic and
+KafkaUser and prometheus-operator's ServiceMonitor and PrometheusRule are custom resources: the
+validator warns that it has no schema for them and checks nothing. `test_kubernetes_validate_strict`
+therefore requires that these are the *only* kinds left unchecked, and their fields are checked
+here and in test_topics.py, test_kafka_acls.py and test_alert_rules.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from tests.deploy.support import (
 )
 
 SERVICES = service_names()
-CUSTOM_KINDS = {"KafkaTopic"}  # validated by test_topics.py, not by kubernetes-validate
+# Validated by the tests named above, not by kubernetes-validate.
+CUSTOM_KINDS = {"KafkaTopic", "KafkaUser", "ServiceMonitor", "PrometheusRule"}
 DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 
 
@@ -51,10 +53,15 @@ def test_each_service_has_its_objects(rendered: Rendered, service: str) -> None:
     pod = rendered.deployment(service)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == service
     assert pod["automountServiceAccountToken"] is False
-    port = int(rendered.config(service)["PORT"])
+    config = rendered.config(service)
+    ports = {"http": int(config["PORT"]), "metrics": int(config["METRICS_PORT"])}
+    assert ports["http"] != ports["metrics"], "/metrics must have a port of its own"
+    container_ports = {p["name"]: p["containerPort"] for p in rendered.container(service)["ports"]}
+    assert container_ports == ports
     service_ports = rendered.named("Service", service)["spec"]["ports"]
-    assert [p["port"] for p in service_ports] == [port]
-    assert rendered.container(service)["ports"][0]["containerPort"] == port
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service_ports} == {
+        name: (port, name) for name, port in ports.items()
+    }
 
 
 def test_no_secret_is_committed(rendered: Rendered) -> None:
@@ -68,11 +75,25 @@ def test_every_referenced_secret_is_documented(rendered: Rendered) -> None:
         if isinstance(node, dict) and "secretKeyRef" in node
     }
     assert referenced, "the services take their secrets from Secrets"
+    # Strimzi's User Operator makes a Secret named like each KafkaUser (test_kafka_acls.py).
+    made_by_strimzi = {user["metadata"]["name"] for user in rendered.of_kind("KafkaUser")}
     doc = DEPLOYMENT_DOC.read_text()
-    for name in sorted(referenced):
+    for name in sorted(referenced - made_by_strimzi):
         assert re.search(rf"create secret generic {re.escape(name)}\b", doc), (
             f"{DEPLOYMENT_DOC}: say how to create the Secret {name}"
         )
+    # Mounted Secrets (the Kafka cluster CA) and the Ingress's TLS Secret: named in the doc.
+    others = {
+        node["secret"]["secretName"]
+        for node in walk(rendered.documents)
+        if isinstance(node, dict) and "secretName" in node.get("secret", {})
+    } | {
+        tls["secretName"]
+        for ingress in rendered.of_kind("Ingress")
+        for tls in ingress["spec"].get("tls", [])
+    }
+    for name in sorted(others):
+        assert f"`{name}`" in doc, f"{DEPLOYMENT_DOC}: say where the Secret {name} comes from"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -121,11 +142,31 @@ def test_grace_period_outlasts_the_graceful_shutdown(rendered: Rendered, service
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_prometheus_scrapes_metrics(rendered: Rendered, service: str) -> None:
-    annotations = rendered.deployment(service)["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/path"] == "/metrics"
-    assert annotations["prometheus.io/port"] == rendered.config(service)["PORT"]
+def test_prometheus_scrapes_the_metrics_port(rendered: Rendered, service: str) -> None:
+    # A ServiceMonitor (components/monitoring, in every overlay) on the Service port `metrics`,
+    # which the container serves on METRICS_PORT; nothing is scraped through the API port.
+    monitor = rendered.named("ServiceMonitor", service)
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = [
+        svc
+        for svc in rendered.of_kind("Service")
+        if selector.items() <= svc["metadata"]["labels"].items()
+    ]
+    assert [svc["metadata"]["name"] for svc in selected] == [service]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics"
+    assert endpoint.get("path", "/metrics") == "/metrics"
+    assert "namespaceSelector" not in monitor["spec"], "the overlay's namespace only"
+    metadata = rendered.deployment(service)["spec"]["template"]["metadata"]
+    assert not any(key.startswith("prometheus.io/") for key in metadata.get("annotations", {}))
+
+
+def test_every_overlay_includes_the_monitoring_component(rendered: Rendered) -> None:
+    assert {m["metadata"]["name"] for m in rendered.of_kind("ServiceMonitor")} == set(SERVICES)
+    assert [rule["metadata"]["name"] for rule in rendered.of_kind("PrometheusRule")] == [
+        "hirestream"
+    ]
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -174,6 +215,22 @@ def test_disruption_budget(rendered: Rendered, service: str) -> None:
     assert "maxUnavailable" in spec or "minAvailable" in spec
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_production_spreads_replicas_over_zones_and_nodes(service: str) -> None:
+    prod = build_overlay("prod")
+    pod = prod.deployment(service)["spec"]["template"]
+    constraints = {c["topologyKey"]: c for c in pod["spec"]["topologySpreadConstraints"]}
+    assert set(constraints) == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    for constraint in constraints.values():
+        assert constraint["maxSkew"] == 1
+        labels = constraint["labelSelector"]["matchLabels"]
+        assert labels == {"app.kubernetes.io/name": service}, "spread this service's pods"
+        assert labels.items() <= pod["metadata"]["labels"].items()
+    # One per zone is a rule; across nodes a preference, so a drain can still place the pod.
+    assert constraints["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert constraints["kubernetes.io/hostname"]["whenUnsatisfiable"] == "ScheduleAnyway"
+
+
 # ---- network policies ----------------------------------------------------------------------
 
 
@@ -183,6 +240,23 @@ def allowed_ports(rules: list[Document]) -> set[tuple[str, int]]:
         for rule in rules
         for port in rule.get("ports", [])
     }
+
+
+def kafka_port(rendered: Rendered, service: str) -> int:
+    bootstrap = rendered.config(service)["KAFKA_BOOTSTRAP_SERVERS"]
+    ports = {int(address.rpartition(":")[2]) for address in bootstrap.split(",")}
+    assert len(ports) == 1, bootstrap
+    return ports.pop()
+
+
+def peers_by_port(rules: list[Document]) -> dict[int, list[Document]]:
+    """Who may reach each port: the `from` peers of the rules naming it (one rule per port)."""
+    found: dict[int, list[Document]] = {}
+    for rule in rules:
+        for port in rule.get("ports", []):
+            assert int(port["port"]) not in found, f"port {port['port']} in two rules"
+            found[int(port["port"])] = rule.get("from", [])
+    return found
 
 
 def test_default_deny_covers_every_service_pod(rendered: Rendered) -> None:
@@ -207,9 +281,21 @@ def test_network_policy_allows_what_the_service_needs(rendered: Rendered, servic
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
     assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
     config = rendered.config(service)
-    assert allowed_ports(policy["ingress"]) == {("TCP", int(config["PORT"]))}
+    api, metrics = int(config["PORT"]), int(config["METRICS_PORT"])
+    assert allowed_ports(policy["ingress"]) == {("TCP", api), ("TCP", metrics)}
+    # The API from the ingress controller only, /metrics from Prometheus only: never from
+    # anywhere (a rule without `from`) and never the one through the other's rule.
+    peers = peers_by_port(policy["ingress"])
+    assert [p["podSelector"]["matchLabels"] for p in peers[api]] == [
+        {"app.kubernetes.io/name": "ingress-nginx"}
+    ]
+    assert [p["podSelector"]["matchLabels"] for p in peers[metrics]] == [
+        {"app.kubernetes.io/name": "prometheus"}
+    ]
+    for peer in peers[api] + peers[metrics]:
+        assert "kubernetes.io/metadata.name" in peer["namespaceSelector"]["matchLabels"]
     egress = allowed_ports(policy["egress"])
-    needed = {("UDP", 53), ("TCP", 53), ("TCP", 9092), ("TCP", 27017)}
+    needed = {("UDP", 53), ("TCP", 53), ("TCP", kafka_port(rendered, service)), ("TCP", 27017)}
     if config.get("JWT_JWKS_URL", "").startswith("https://"):
         needed.add(("TCP", 443))  # the identity provider's key set
     if service == "notifications":

@@ -4,8 +4,8 @@ dev.sh, deploy/tools.sh and the GitHub workflows read that file. The places that
 it say a version themselves, and each must agree with the file: the Dockerfile's ARG
 defaults (Python, uv), pyproject.toml (Python), dev.sh (Python), deploy/local/stack.sh (Java),
 deploy/local/kafka/pom.xml and docker-compose.yml (Kafka), deploy/local/ferretdb/go.mod
-(FerretDB, and a `go` line no newer than GO_VERSION), tests/support/servers.py (the Kafka
-image of the containers path) and the workflows (setup-python/java/go/uv, tools they build).
+(FerretDB, and a `go` line no newer than GO_VERSION) and the workflows (setup-python/java/go/uv,
+tools they build).
 
 Each place is one test named after it. `test_a_drift_is_reported` changes each place in a
 copy of the repository and checks that the comparison reports that place: the check can fail.
@@ -50,14 +50,6 @@ REQUIRED_KEYS = (
 # Runtimes change by decision (with requires-python, uv.lock, the base image), not by a bot.
 UNMANAGED_KEYS = {"PYTHON_VERSION", "JAVA_VERSION", "GO_VERSION"}
 
-# A drift known when this test was written, outside the files its author could change. The
-# test runs and must fail (strict xfail): when the place is fixed, delete its entry here.
-KNOWN_DRIFTS = {
-    ("KAFKA_VERSION", "tests/support/servers.py"): (
-        "the containers path runs apache/kafka:4.1.1, not KAFKA_VERSION; "
-        "fix tests/support/servers.py, then delete this entry"
-    ),
-}
 
 # What the drift test writes over a version: newer than anything pinned, so a minimum
 # (go.mod's `go` line) drifts too.
@@ -323,15 +315,6 @@ def container_pins(root: Path) -> list[Pin]:
     ]
     if not result:
         result.append(Pin("KAFKA_VERSION", "docker-compose.yml apache/kafka image", compose, None))
-    result.append(
-        _regex_pin(
-            root,
-            "tests/support/servers.py",
-            "KAFKA_VERSION",
-            "tests/support/servers.py testcontainers Kafka image",
-            r"[\"']apache/kafka:([^\"'@]+)",
-        )
-    )
     return result
 
 
@@ -462,9 +445,7 @@ PINS = pins()
 
 def _params() -> Iterator[Any]:
     for pin in PINS:
-        reason = KNOWN_DRIFTS.get((pin.key, pin.file))
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        yield pytest.param(pin, id=pin.id, marks=marks)
+        yield pytest.param(pin, id=pin.id)
 
 
 def test_the_version_file_names_every_pinned_version() -> None:

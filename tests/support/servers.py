@@ -1,16 +1,15 @@
 """Where the tests find a real Kafka broker and a real MongoDB-protocol server.
 
-In the order DESIGN.md gives: endpoints named in the environment (`KAFKA_BOOTSTRAP_SERVERS` and
-`MONGODB_URL`), else containers when a Docker engine answers, else the project's local stack
-(deploy/local/stack.sh) started on free ports in a temporary folder. Never a silent skip: if
-none can be had, the session fails and says why.
+Endpoints named in the environment (`KAFKA_BOOTSTRAP_SERVERS` and `MONGODB_URL`, as `stack.sh
+env` prints them for a running stack), else the project's local stack (deploy/local/stack.sh)
+started on free ports in a temporary folder: the same servers on every machine, with or without
+a Docker engine. Never a silent skip: if none can be had, the session fails and says why.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -135,20 +134,6 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def docker_engine_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return (
-            subprocess.run(
-                ["docker", "info"], capture_output=True, timeout=10, check=False
-            ).returncode
-            == 0
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 @contextmanager
 def from_environment() -> Iterator[Servers]:
     """Servers named by the environment, in the lines `stack.sh env` prints (so
@@ -163,22 +148,6 @@ def from_environment() -> Iterator[Servers]:
     )
     _STARTED[servers.kafka_bootstrap] = servers
     yield servers
-
-
-@contextmanager
-def from_containers() -> Iterator[Servers]:
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.mongodb import MongoDbContainer
-
-    with (
-        KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka,
-        MongoDbContainer("mongo:8.0") as mongo,
-    ):
-        yield Servers(
-            kafka_bootstrap=kafka.get_bootstrap_server(),
-            mongodb_url=mongo.get_connection_url(),
-            origin="testcontainers",
-        )
 
 
 def run_stack(env: dict[str, str], *args: str) -> dict[str, str]:
@@ -234,8 +203,6 @@ def from_local_stack(stack_dir: Path, *, kafka_nodes: int = 1) -> Iterator[Serve
 def real_servers(stack_dir: Path) -> Iterator[Servers]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URL"):
         source = from_environment()
-    elif docker_engine_answers():
-        source = from_containers()
     else:
         source = from_local_stack(stack_dir)
     with source as servers:
