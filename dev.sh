@@ -12,6 +12,9 @@
 #   ./dev.sh kafka-client [PRINCIPAL]
 #                     a Kafka principal's client properties (default operator), for
 #                     kcat -F or a Kafka tool's --consumer.config / --command-config
+#   ./dev.sh hirestream ARGS
+#                     the operator CLI against the running stack, as operator:
+#                     ./dev.sh hirestream dlq list, outbox status, lag, --help
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -158,6 +161,22 @@ cmd_demo() {
   JWT_SECRET="$(jwt_secret)" exec "$ROOT/.venv/bin/python" -m hirestream.postings.demo "$@"
 }
 
+# The operator CLI with the running stack's endpoints and operator's Kafka login, exported
+# rather than passed as arguments so that the password is not in the process list.
+cmd_cli() {
+  sync_venv
+  local key value
+  while IFS='=' read -r key value; do
+    case "$key" in
+      KAFKA_BOOTSTRAP_SERVERS | MONGODB_URL | KAFKA_SECURITY_PROTOCOL | KAFKA_SASL_MECHANISM)
+        export "$key=$value" ;;
+      KAFKA_SASL_USERNAME_OPERATOR) export KAFKA_SASL_USERNAME="$value" ;;
+      KAFKA_SASL_PASSWORD_OPERATOR) export KAFKA_SASL_PASSWORD="$value" ;;
+    esac
+  done < <(bash "$ROOT/deploy/local/stack.sh" env)
+  exec "$ROOT/.venv/bin/hirestream" "$@"
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
@@ -166,5 +185,6 @@ case "${1:-}" in
   token) shift; cmd_token "$@" ;;
   demo) shift; cmd_demo "$@" ;;
   kafka-client) shift; exec bash "$ROOT/deploy/local/stack.sh" kafka-client "$@" ;;
-  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  hirestream) shift; cmd_cli "$@" ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -62,7 +62,7 @@ STACK_STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-20}
 STACK_MONGO=${STACK_MONGO:-auto}   # auto | mongod | ferretdb
 # none: PLAINTEXT, anyone may do anything. scram: SASL/SCRAM-SHA-512 and ACLs,
 # as in production. The default is chosen on this line.
-KAFKA_AUTH=${KAFKA_AUTH:-none}
+KAFKA_AUTH=${KAFKA_AUTH:-scram}
 
 KAFKA_LIBS="$CACHE_DIR/kafka/libs"
 TOOL_BATCH_CLASSES="$CACHE_DIR/kafka/tool-batch"

@@ -1,7 +1,8 @@
 """Each service starts from its own dependency set, built exactly as its image builds it
 (`uv sync --frozen --no-dev --no-editable --package hirestream-<name>`, Dockerfile), and answers
 /readyz on the real servers. The development virtualenv holds every member's dependencies, so
-an undeclared import would pass everywhere else and fail only in the image."""
+an undeclared import would pass everywhere else and fail only in the image. The operator CLI,
+`hirestream`, comes with each of them."""
 
 from __future__ import annotations
 
@@ -55,13 +56,14 @@ def test_the_service_starts_from_its_image_dependencies_alone(
     service: str, base_env: dict[str, str], tmp_path: Path
 ) -> None:
     python = image_environment(service, tmp_path / "venv")
+    database = f"{service}_image_{tmp_path.name[-8:]}"
     process = ServiceProcess(
         name=service,
         port=free_port(),
         env={
             **base_env,
             **kafka_env(base_env["KAFKA_BOOTSTRAP_SERVERS"], service),
-            "MONGODB_DATABASE": f"{service}_image_{tmp_path.name[-8:]}",
+            "MONGODB_DATABASE": database,
         },
         log_path=tmp_path / f"{service}.log",
         python=str(python),
@@ -72,3 +74,20 @@ def test_the_service_starts_from_its_image_dependencies_alone(
     finally:
         # uvicorn ends by the signal it handled, once shut down.
         assert process.stop() in {0, -signal.SIGTERM}, process.tail()
+
+    # The operator CLI is in every image, and reads the servers from the same environment.
+    cli = subprocess.run(
+        [str(python.with_name("hirestream")), "outbox", "status"],
+        env={
+            **base_env,
+            **kafka_env(base_env["KAFKA_BOOTSTRAP_SERVERS"], "operator"),
+            "MONGODB_DATABASE": database,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.startswith("DATABASE"), cli.stdout + cli.stderr
+    assert database in cli.stdout

@@ -1,5 +1,6 @@
-"""`python -m hirestream.applications.rebuild_read_model`: rebuild the postings read model by
-replaying the `posting.*` topics from the beginning.
+"""Rebuild the postings read model by replaying the `posting.*` topics from the beginning:
+`hirestream read-model rebuild [--from-scratch]` (or `python -m
+hirestream.applications.rebuild_read_model [--from-scratch]`, the same command).
 
 For a new deployment, or a read model that went wrong. Reads every partition of the three
 topics from offset 0 up to the end offsets seen at start (records published meanwhile are the
@@ -15,27 +16,27 @@ consumer has dead-lettered them already).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+import sys
 from dataclasses import dataclass
 from typing import Any
-
-import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from faststream.kafka.security import parse_security
 
 from hirestream.applications.app import ApplicationsSettings
 from hirestream.applications.domain import PostingView
 from hirestream.applications.store import POSTINGS_VIEW, PostingReadModel
+from hirestream.shared.cli.kafka import Kafka
+from hirestream.shared.cli.main import main as cli
+from hirestream.shared.cli.mongo import mongo_client
+from hirestream.shared.cli.reading import read_to_end
 from hirestream.shared.events.envelope import EventType, InvalidEvent
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
-from hirestream.shared.logging import configure_logging
-from hirestream.shared.messaging.broker import bootstrap_servers, kafka_security
-from hirestream.shared.settings import load_settings
-from hirestream.shared.storage.mongo import make_mongo_client
+from hirestream.shared.settings import ConnectionSettings
 
-log = structlog.get_logger(__name__)
+# The service's database unless MONGODB_DATABASE names another.
+DATABASE = str(ApplicationsSettings.model_fields["mongodb_database"].default)
+BY_TOPIC: dict[str, EventType[Any]] = {
+    event_type.topic: event_type
+    for event_type in (POSTING_CREATED, POSTING_UPDATED, POSTING_CLOSED)
+}
 
 
 @dataclass
@@ -46,82 +47,38 @@ class RebuildReport:
     invalid: int = 0
 
 
-async def rebuild(settings: ApplicationsSettings, *, from_scratch: bool) -> RebuildReport:
-    client = make_mongo_client(settings, app_name="hirestream-applications-rebuild")
-    read_model = PostingReadModel(client[settings.mongodb_database][POSTINGS_VIEW])
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        **parse_security(kafka_security(settings)),
-    )
-    by_topic: dict[str, EventType[Any]] = {
-        event_type.topic: event_type
-        for event_type in (POSTING_CREATED, POSTING_UPDATED, POSTING_CLOSED)
-    }
+async def rebuild(
+    settings: ConnectionSettings, *, database: str, from_scratch: bool, timeout_s: float = 15.0
+) -> RebuildReport:
+    client = mongo_client(settings, timeout_s=timeout_s)
+    read_model = PostingReadModel(client[database][POSTINGS_VIEW])
     report = RebuildReport()
-    await consumer.start()
     try:
-        partitions = await _partitions_of(settings, list(by_topic))
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        if from_scratch:
-            await read_model.clear()
-        pending = {tp for tp in partitions if end[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset >= end[tp]:
-                        break
-                    report.records += 1
-                    try:
-                        event_type = by_topic[tp.topic]
-                        event = event_type.trusted(event_type.parse(record.value or b""))
-                    except InvalidEvent:
-                        report.invalid += 1
-                        continue
-                    if await read_model.apply(PostingView.of(event.data)):
-                        report.applied += 1
-                    else:
-                        report.already_newer += 1
-            pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+        async with Kafka(settings, timeout_s=timeout_s) as kafka:
+            partitions = await kafka.partitions(BY_TOPIC)
+            consumer = await kafka.consumer()
+            if from_scratch:
+                await read_model.clear()
+            records = read_to_end(consumer, partitions, label="replaying posting.*")
+            async for record in records:
+                report.records += 1
+                try:
+                    event_type = BY_TOPIC[record.topic]
+                    event = event_type.trusted(event_type.parse(record.value or b""))
+                except InvalidEvent:
+                    report.invalid += 1
+                    continue
+                if await read_model.apply(PostingView.of(event.data)):
+                    report.applied += 1
+                else:
+                    report.already_newer += 1
     finally:
-        await consumer.stop()
         await client.close()
     return report
 
 
-async def _partitions_of(settings: ApplicationsSettings, topics: list[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers(settings),
-        **parse_security(kafka_security(settings)),
-    )
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    return [
-        TopicPartition(topic["topic"], partition["partition"])
-        for topic in described
-        if topic.get("error_code", 0) == 0
-        for partition in topic["partitions"]
-    ]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Rebuild the postings read model from Kafka")
-    parser.add_argument(
-        "--from-scratch", action="store_true", help="empty the read model before replaying"
-    )
-    args = parser.parse_args(argv)
-    settings = load_settings(ApplicationsSettings)
-    configure_logging("applications-rebuild", settings.log_level, settings.log_format)
-    report = asyncio.run(rebuild(settings, from_scratch=args.from_scratch))
-    log.info("read_model.rebuilt", **vars(report))
-    return 0
+    return cli(["read-model", "rebuild", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
