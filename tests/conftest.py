@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 from hirestream.shared.devtoken import mint_token
 from hirestream.shared.identity import Role
 from hirestream.shared.settings import ServiceSettings
+from tests.support.openapi_statuses import recorder
 from tests.support.servers import Servers, kafka_env, real_servers
 
 JWT_SECRET = "test-secret-" + "0123456789abcdef" * 3
@@ -98,7 +99,11 @@ async def http_only_client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]
     services' group would take partitions (and a backlog) from the app under test, and its
     leaving would stall the group in a rebalance."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    # Each response is checked against the app's OpenAPI document (support/openapi_statuses.py).
+    hooks = {"response": [recorder(app)]}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks=hooks
+    ) as client:
         yield client
 
 
@@ -106,5 +111,8 @@ async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to an in-process app whose lifespan (Kafka, MongoDB) is running."""
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        hooks = {"response": [recorder(app)]}  # see http_only_client_for
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", event_hooks=hooks
+        ) as client:
             yield client

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hirestream.applications import services
@@ -26,19 +26,33 @@ from hirestream.shared.identity import Principal, Role
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.web.auth import Authenticated, require_role
 from hirestream.shared.web.idempotency import IdempotencyKey, created_response, idempotent
+from hirestream.shared.web.openapi import LOCATION, REPLAYED, route_responses
 
 Candidate = Annotated[Principal, require_role(Role.CANDIDATE)]
 
+APPLICATION_NOT_FOUND = "no such application the caller may see"
+ERASURE_FORBIDDEN = "the caller is neither this candidate nor an admin"
 
-def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    described = {
-        401: "no valid token",
-        403: "the caller's role may not do this",
-        404: "no such application or posting visible to the caller",
-        409: "closed posting, duplicate application, or an illegal move (allowed ones named)",
-        422: "invalid fields, or an Idempotency-Key reused for a different request",
+# One example per request body, shown by /docs and sent by schemathesis' examples phase.
+FORM_EXAMPLES: dict[str, Any] = {
+    "apply": {
+        "summary": "An application with consent to processing",
+        "value": {
+            "name": "Maya Okafor",
+            "email": "maya.okafor@example.com",
+            "resume_url": "https://cv.example.com/maya-okafor.pdf",
+            "skills": ["Python", "Kafka"],
+            "cover_letter": "I have run Kafka consumers in production for five years.",
+            "consent": {"processing": True, "keep_profile": False},
+        },
     }
-    return {code: {"description": described[code]} for code in codes}
+}
+STATUS_EXAMPLES: dict[str, Any] = {
+    "screening": {
+        "summary": "The employer moves it to screening",
+        "value": {"to_status": "screening", "reason": "strong Kafka experience"},
+    }
+}
 
 
 class StatusRequest(BaseModel):
@@ -56,12 +70,26 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
         "/postings/{posting_id}/applications",
         status_code=201,
         summary="Apply to an open posting (candidate); application.submitted follows",
-        responses=_responses(401, 403, 404, 409, 422),
+        responses=route_responses(
+            {
+                403: "the caller is not a candidate",
+                404: "no posting with this id is known here (yet: postings arrive as events)",
+                409: "the posting is closed; the candidate already applied to it (the body names "
+                "`application_id`); or the Idempotency-Key was used before and its first "
+                "response is not kept",
+                422: "invalid fields, named in `errors`: among them an email other than the "
+                "token's verified one, or an Idempotency-Key used for a different request",
+            },
+            success=201,
+            success_headers=(LOCATION, REPLAYED),
+            write=True,
+            json_body=True,
+        ),
         response_model=Application,
     )
     async def apply(
         posting_id: str,
-        form: ApplicationForm,
+        form: Annotated[ApplicationForm, Body(openapi_examples=FORM_EXAMPLES)],
         candidate: Candidate,
         uow: Uow,
         idempotency_key: IdempotencyKey = None,
@@ -83,7 +111,7 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     @router.get(
         "/applications/{application_id}",
         summary="One application (its candidate, the posting's employer, or admin)",
-        responses=_responses(401, 404),
+        responses=route_responses({404: APPLICATION_NOT_FOUND}),
     )
     async def get_application(application_id: str, caller: Authenticated, uow: Uow) -> Application:
         return (await services.get_application(application_id, caller, uow)).as_seen_by(caller)
@@ -91,7 +119,7 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     @router.get(
         "/applications",
         summary="Applications newest first: a candidate's own, an employer's org's, or all",
-        responses=_responses(401, 422),
+        responses=route_responses({422: "invalid filters, limit or cursor, named in `errors`"}),
     )
     async def list_applications(
         caller: Authenticated,
@@ -109,10 +137,24 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     @router.post(
         "/applications/{application_id}/status",
         summary="Move an application; application.status_changed follows",
-        responses=_responses(401, 403, 404, 409, 422),
+        responses=route_responses(
+            {
+                403: "the caller is not the party who may make this move",
+                404: APPLICATION_NOT_FOUND,
+                409: "a move the workflow does not allow from the current status (the body "
+                "lists `allowed_moves`), or the application keeps changing (Retry-After)",
+                422: "invalid fields, named in `errors`",
+            },
+            retry_after=(409,),
+            write=True,
+            json_body=True,
+        ),
     )
     async def change_status(
-        application_id: str, body: StatusRequest, caller: Authenticated, uow: Uow
+        application_id: str,
+        body: Annotated[StatusRequest, Body(openapi_examples=STATUS_EXAMPLES)],
+        caller: Authenticated,
+        uow: Uow,
     ) -> Application:
         command = ChangeStatus(application_id, body.to_status, body.reason, caller)
         return (await services.change_status(command, uow)).as_seen_by(caller)
@@ -148,7 +190,9 @@ def privacy_router(unit_of_work: ErasureUnitOfWorkFactory) -> APIRouter:
         "/candidates/{candidate_id}/erasure",
         status_code=202,
         summary="Erase a candidate's personal data in every service (the candidate, or admin)",
-        responses=_responses(401, 403),
+        responses=route_responses(
+            {403: ERASURE_FORBIDDEN}, success=202, success_headers=(LOCATION,), write=True
+        ),
     )
     async def request_erasure(
         candidate_id: str, caller: Authenticated, uow: Uow, response: Response
@@ -160,7 +204,9 @@ def privacy_router(unit_of_work: ErasureUnitOfWorkFactory) -> APIRouter:
     @router.get(
         "/candidates/{candidate_id}/erasure",
         summary="The status of the latest erasure request (the candidate, or admin)",
-        responses=_responses(401, 403, 404),
+        responses=route_responses(
+            {403: ERASURE_FORBIDDEN, 404: "no erasure was requested for this candidate"}
+        ),
     )
     async def get_erasure(candidate_id: str, caller: Authenticated, uow: Uow) -> ErasureStatus:
         return ErasureStatus.of(await services.get_erasure(candidate_id, caller, uow))

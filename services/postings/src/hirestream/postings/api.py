@@ -3,7 +3,7 @@
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hirestream.postings import services
@@ -28,23 +28,40 @@ from hirestream.shared.identity import Principal, Role
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.web.auth import Authenticated, require_role
 from hirestream.shared.web.idempotency import IdempotencyKey, created_response, idempotent
+from hirestream.shared.web.openapi import ETAG, LOCATION, REPLAYED, route_responses
 from hirestream.shared.web.problems import Problem
 
 Employer = Annotated[Principal, require_role(Role.EMPLOYER)]
 EmployerOrAdmin = Annotated[Principal, require_role(Role.EMPLOYER, Role.ADMIN)]
 
+NOT_FOUND = "no posting with this id"
+INVALID_FIELDS = "invalid fields, named in `errors`"
 
-def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    described = {
-        401: "no valid token",
-        403: "not the owning employer",
-        404: "no posting with this id",
-        409: "the posting is closed",
-        412: "If-Match names an older version",
-        422: "invalid fields, named in `errors`, or an Idempotency-Key reused for another request",
-        428: "If-Match is required",
+# One example per request body, shown by /docs and sent by schemathesis' examples phase.
+DRAFT_EXAMPLES: dict[str, Any] = {
+    "hybrid": {
+        "summary": "A hybrid senior role with a salary range",
+        "value": {
+            "title": "Senior Backend Engineer",
+            "company": "Acme Corp",
+            "description": "Design and run event-driven services in Python on Kafka and MongoDB.",
+            "location": {"city": "Seattle", "region": "WA", "country": "US"},
+            "workplace": "hybrid",
+            "employment_type": "full_time",
+            "seniority": "senior",
+            "skills": ["Python", "Kafka", "MongoDB"],
+            "salary": {"min": 16000000, "max": 19000000, "currency": "USD", "period": "year"},
+            "contact_email": "hiring@acme.example",
+        },
     }
-    return {code: {"description": described[code]} for code in codes}
+}
+CHANGES_EXAMPLES: dict[str, Any] = {
+    "retitle": {
+        "summary": "A new title and skills; the salary removed",
+        "value": {"title": "Staff Backend Engineer", "skills": ["Python", "Kafka"], "salary": None},
+    }
+}
+CLOSE_EXAMPLES: dict[str, Any] = {"filled": {"summary": "Filled", "value": {"reason": "filled"}}}
 
 
 class PostingFilters(BaseModel):
@@ -102,11 +119,24 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
         "",
         status_code=status.HTTP_201_CREATED,
         summary="Publish a posting (employer); posting.created follows",
-        responses=_responses(401, 403, 422),
+        responses=route_responses(
+            {
+                403: "the caller is not an employer",
+                409: "the Idempotency-Key was used before, and its first response is not kept",
+                422: f"{INVALID_FIELDS}, or an Idempotency-Key used for a different request",
+            },
+            success=201,
+            success_headers=(LOCATION, ETAG, REPLAYED),
+            write=True,
+            json_body=True,
+        ),
         response_model=Posting,
     )
     async def create_posting(
-        draft: PostingDraft, employer: Employer, uow: Uow, idempotency_key: IdempotencyKey = None
+        draft: Annotated[PostingDraft, Body(openapi_examples=DRAFT_EXAMPLES)],
+        employer: Employer,
+        uow: Uow,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response:
         assert employer.org is not None  # guaranteed for employers by the token check
         request = idempotent(
@@ -128,7 +158,12 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     @router.get(
         "",
         summary="Search postings, newest first (open ones unless `status` says otherwise)",
-        responses=_responses(401, 422),
+        responses=route_responses(
+            {
+                422: "invalid filters, limit or cursor, named in `errors`, or a search the "
+                "filters cannot make"
+            }
+        ),
     )
     async def list_postings(
         _: Authenticated, uow: Uow, filters: Annotated[PostingFilters, Query()]
@@ -144,7 +179,7 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     @router.get(
         "/{posting_id}",
         summary="One posting",
-        responses=_responses(401, 404),
+        responses=route_responses({404: NOT_FOUND}, success_headers=(ETAG,)),
         response_model=Posting,
     )
     async def get_posting(posting_id: str, _: Authenticated, uow: Uow) -> Response:
@@ -153,15 +188,30 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     @router.patch(
         "/{posting_id}",
         summary="Change an open posting (owning employer); posting.updated follows",
-        responses=_responses(401, 403, 404, 409, 412, 422, 428),
+        responses=route_responses(
+            {
+                403: "the caller is not the employer that owns the posting",
+                404: NOT_FOUND,
+                409: "the posting is closed",
+                412: "If-Match names an older version, or the posting changed meanwhile",
+                422: INVALID_FIELDS,
+                428: "no If-Match: send the ETag of the version you changed",
+            },
+            success_headers=(ETAG,),
+            write=True,
+            json_body=True,
+        ),
         response_model=Posting,
     )
     async def change_posting(
         posting_id: str,
-        changes: PostingChanges,
+        changes: Annotated[PostingChanges, Body(openapi_examples=CHANGES_EXAMPLES)],
         employer: Employer,
         uow: Uow,
-        if_match: Annotated[str | None, Header()] = None,
+        if_match: Annotated[
+            str | None,
+            Header(description='the ETag of the version being changed, `"<version>"`, or `*`'),
+        ] = None,
     ) -> Response:
         command = ChangePosting(posting_id, changes, employer.org, if_match_of(if_match))
         return posting_response(await services.change_posting(command, uow))
@@ -169,11 +219,25 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     @router.post(
         "/{posting_id}/close",
         summary="Close a posting (owning employer, or admin); posting.closed follows",
-        responses=_responses(401, 403, 404, 409, 422),
+        responses=route_responses(
+            {
+                403: "the caller is neither the employer that owns the posting nor an admin",
+                404: NOT_FOUND,
+                409: "the posting is already closed, or keeps changing (Retry-After)",
+                422: INVALID_FIELDS,
+            },
+            success_headers=(ETAG,),
+            retry_after=(409,),
+            write=True,
+            json_body=True,
+        ),
         response_model=Posting,
     )
     async def close_posting(
-        posting_id: str, body: CloseRequest, caller: EmployerOrAdmin, uow: Uow
+        posting_id: str,
+        body: Annotated[CloseRequest, Body(openapi_examples=CLOSE_EXAMPLES)],
+        caller: EmployerOrAdmin,
+        uow: Uow,
     ) -> Response:
         command = ClosePosting(posting_id, body.reason, caller.org, caller.is_admin)
         return posting_response(await services.close_posting(command, uow))

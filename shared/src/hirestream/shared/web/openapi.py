@@ -1,11 +1,13 @@
-"""What the OpenAPI documents say about responses: each route's statuses, as problem documents
-(`application/problem+json`) with a schema, the headers they carry, and readable operation ids.
+"""What the OpenAPI documents say about responses: each route's statuses as problem documents
+(`application/problem+json`, schema `Problem`), the headers responses carry, and readable
+operation ids.
 
-Routes list their statuses with `route_responses`, which adds what the mechanisms around them
-can answer: 401 from the token check, 413 and 429 from the request guard on writes, 503 when
-the database is down. `COMMON_RESPONSES` holds what any request may get whatever the route
-(the guard's 413 and 422, the catch-all 500); `complete_openapi` adds the shared schemas and
-headers once the document is generated.
+A route lists the statuses its own checks and use case answer with `route_responses`, which
+adds those of the mechanisms in front of it that apply to it: 401 from the token check, 429
+from the write budget, 400 from FastAPI's body parsing, 503 when the database is down.
+`COMMON_RESPONSES` (the app's `responses`) holds what any request may get whatever the route:
+the request guard's 413 and 422, and the catch-all 500. `complete_openapi` adds the shared
+schemas, and the problem content to error responses declared elsewhere (`/readyz`'s 503).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 
+from hirestream.shared.web.correlation import REQUEST_ID_HEADER
+from hirestream.shared.web.idempotency import REPLAYED_HEADER
 from hirestream.shared.web.problems import PROBLEM_JSON
 
 Responses = dict[int | str, dict[str, Any]]
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
-    "description": "An RFC 9457 problem document. Members other than these may be added.",
+    "description": "An RFC 9457 problem document; members other than these may be added.",
     "type": "object",
     "properties": {
         "type": {"type": "string", "description": "a URI naming the kind of problem"},
@@ -34,16 +38,6 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "description": "the fields at fault, when the request was invalid",
             "items": {"$ref": "#/components/schemas/InvalidField"},
         },
-        "allowed_moves": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "an illegal status move: the moves allowed from the current status",
-        },
-        "checks": {
-            "type": "object",
-            "additionalProperties": {"type": "string"},
-            "description": "readiness: each dependency and `ok` or why it failed",
-        },
     },
     "required": ["type", "title", "status", "detail"],
     "additionalProperties": True,
@@ -53,7 +47,7 @@ INVALID_FIELD_SCHEMA: dict[str, Any] = {
     "description": "One invalid field; the value sent is never echoed (it may be personal data).",
     "type": "object",
     "properties": {
-        "field": {"type": "string", "description": "dotted path, e.g. `salary.min`"},
+        "field": {"type": "string", "description": "its dotted path, e.g. `salary.min`"},
         "message": {"type": "string"},
     },
     "required": ["field", "message"],
@@ -61,41 +55,57 @@ INVALID_FIELD_SCHEMA: dict[str, Any] = {
 SCHEMAS = {"Problem": PROBLEM_SCHEMA, "InvalidField": INVALID_FIELD_SCHEMA}
 
 
-def _header(description: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+def _header(description: str, schema: dict[str, Any], *, required: bool) -> dict[str, Any]:
     return {"description": description, "required": required, "schema": schema}
 
 
 ETAG = "ETag"
 LOCATION = "Location"
-REPLAYED = "Idempotent-Replayed"
+REPLAYED = REPLAYED_HEADER
 RETRY_AFTER = "Retry-After"
+WWW_AUTHENTICATE = "WWW-Authenticate"
 HEADERS: dict[str, dict[str, Any]] = {
     ETAG: _header(
-        'the posting\'s version, `"<version>"`: send it back in If-Match to change it',
+        'the posting\'s version as a strong entity tag, `"<version>"`; send it as If-Match to '
+        "change the posting",
         {"type": "string", "pattern": '^"[0-9]+"$'},
         required=True,
     ),
-    LOCATION: _header("the path of the created resource", {"type": "string"}, required=True),
+    LOCATION: _header("the path of the resource", {"type": "string"}, required=True),
     REPLAYED: _header(
         "`true` when this is the first response again, for a retry with the same "
         "Idempotency-Key; absent otherwise",
         {"type": "string", "enum": ["true"]},
+        required=False,
     ),
-    RETRY_AFTER: _header("seconds to wait before trying again", {"type": "string"}),
-    "WWW-Authenticate": _header("the scheme to authenticate with: `Bearer`", {"type": "string"}),
-    "X-Request-ID": _header(
+    RETRY_AFTER: _header(
+        "seconds to wait before trying again",
+        {"type": "string", "pattern": "^[0-9]+$"},
+        required=False,
+    ),
+    WWW_AUTHENTICATE: _header(
+        '`Bearer`, with `error="invalid_token"` when a token was sent',
+        {"type": "string"},
+        required=True,
+    ),
+    REQUEST_ID_HEADER: _header(
         "the request's correlation id: the caller's when it sent a safe one, else a new one; "
         "the events the request causes carry it as `correlationid`",
         {"type": "string"},
         required=True,
     ),
 }
-# Headers an error status always or sometimes carries, whatever the route.
-_ERROR_HEADERS: dict[int, tuple[str, ...]] = {
-    401: ("WWW-Authenticate",),
+# The headers a status carries whatever the route that sends it.
+_STATUS_HEADERS: dict[int, tuple[str, ...]] = {
+    401: (WWW_AUTHENTICATE,),
     429: (RETRY_AFTER,),
     503: (RETRY_AFTER,),
 }
+
+
+def _headers(names: Iterable[str]) -> dict[str, Any]:
+    """References to the shared header objects (`components.headers`, see complete_openapi)."""
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
 def problem(description: str, *headers: str) -> dict[str, Any]:
@@ -103,7 +113,7 @@ def problem(description: str, *headers: str) -> dict[str, Any]:
     return {
         "description": description,
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        "headers": {name: HEADERS[name] for name in headers},
+        "headers": _headers(headers),
     }
 
 
@@ -114,11 +124,15 @@ GUARD_422 = (
 COMMON_RESPONSES: Responses = {
     413: problem("the body is larger than MAX_BODY_BYTES (whatever the method)"),
     422: problem(GUARD_422),
-    500: problem("an unexpected error; the body and X-Request-ID identify it in the logs"),
+    500: problem("an unexpected error; quote the X-Request-ID when reporting it"),
 }
-_UNAUTHORIZED = "no bearer token, or one that does not verify (signature, expiry, issuer, audience)"
-_TOO_MANY_WRITES = "too many writes from this client (RATE_LIMIT_WRITES); Retry-After says when"
-_DATABASE_DOWN = "the database is unreachable; Retry-After says when to try again"
+_MECHANISMS: dict[int, str] = {
+    400: "the body could not be read as text (it is not UTF-8)",
+    401: "no bearer token, or one that does not verify (signature, expiry, issuer, audience, "
+    "lifetime, claims)",
+    429: "too many writes from this client (RATE_LIMIT_WRITES); Retry-After says when to retry",
+    503: "the database is unreachable; Retry-After says when to try again",
+}
 
 
 def route_responses(
@@ -128,51 +142,58 @@ def route_responses(
     success_headers: Iterable[str] = (),
     retry_after: Iterable[int] = (),
     authenticated: bool = True,
-    writes: bool = False,
+    write: bool = False,
+    json_body: bool = False,
     database: bool = True,
 ) -> Responses:
-    """A route's `responses`: `refusals` are the statuses its own checks and use case answer,
-    with why; the rest follows from what the route is (authenticated, a write, a database
-    reader). `retry_after` names the refusals that may carry Retry-After. A 422 described here
-    says what the route's validation refuses; the guard's reasons are added to it."""
-    refusals = dict(refusals or {})
-    responses: Responses = {success: {"headers": {name: HEADERS[name] for name in success_headers}}}
-    if authenticated:
-        responses[401] = problem(_UNAUTHORIZED, "WWW-Authenticate")
-    if writes:
-        responses[429] = problem(_TOO_MANY_WRITES, RETRY_AFTER)
-    if database:
-        responses[503] = problem(_DATABASE_DOWN, RETRY_AFTER)
-    own_422 = refusals.pop(422, None)
+    """A route's `responses`. `refusals`: each status the route's own checks and use case
+    answer, and why (a 422 given here is what its validation refuses; the guard's reasons are
+    added); `retry_after`: those of them that may carry Retry-After. The flags say which
+    mechanisms in front of the route apply: the token check (401), the write budget (429),
+    reading a JSON body (400), the database (503)."""
+    own = dict(refusals or {})
+    unknown = set(success_headers) - set(HEADERS)
+    assert not unknown, f"no such shared header: {unknown}"
+    responses: Responses = {success: {"headers": _headers(success_headers)}}
+    for status, applies in ((400, json_body), (401, authenticated), (429, write), (503, database)):
+        if applies:
+            responses[status] = problem(_MECHANISMS[status], *_STATUS_HEADERS.get(status, ()))
+    own_422 = own.pop(422, None)
     responses[422] = problem(f"{own_422}; or {GUARD_422}" if own_422 else GUARD_422)
-    retry = set(retry_after)
-    for status, why in refusals.items():
-        responses[status] = problem(why, *((RETRY_AFTER,) if status in retry else ()))
-    return dict(sorted(responses.items(), key=lambda item: str(item[0])))
+    retrying = set(retry_after)
+    for status, why in own.items():
+        headers = (RETRY_AFTER,) if status in retrying else ()
+        responses[status] = problem(why, *headers)
+    return dict(sorted(responses.items(), key=lambda item: int(item[0])))
 
 
 def operation_id(route: APIRoute) -> str:
-    """The route function's name (`create_posting`): stable, and what a generated client's
-    method is called."""
+    """The route function's name (`create_posting`): readable, stable, and what a generated
+    client names the method."""
     return route.name
 
 
 def complete_openapi(document: dict[str, Any]) -> dict[str, Any]:
-    """Add the shared schemas; give every error response that lacks one its problem document
-    and headers (routes outside the services' own, such as /readyz), and every response the
-    X-Request-ID the correlation middleware sets."""
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    """Add the shared schemas and headers; give each error response declared without content
+    (outside `route_responses`, like `/readyz`'s 503) its problem document and the status's
+    headers; give every response the X-Request-ID the correlation middleware sets; list each
+    operation's responses by status."""
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     schemas.update(SCHEMAS)
+    components.setdefault("headers", {}).update(HEADERS)
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
-            for status, response in operation.get("responses", {}).items():
-                code = int(status) if status.isdigit() else 0
-                if code >= 400 and "content" not in response:
-                    headers = _ERROR_HEADERS.get(code, ())
+            responses = operation.get("responses", {})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400 and "content" not in response:
+                    headers = _STATUS_HEADERS.get(int(status), ())
                     response.update(problem(response["description"], *headers))
-                response.setdefault("headers", {})["X-Request-ID"] = HEADERS["X-Request-ID"]
-    # FastAPI's validation error schemas describe bodies we never send: every 422 is a Problem.
+                response.setdefault("headers", {}).update(_headers([REQUEST_ID_HEADER]))
+            operation["responses"] = dict(sorted(responses.items()))
+    # FastAPI's validation error schemas describe a body no 422 of ours has: drop them unused.
+    paths = json.dumps(document.get("paths", {}))
     for unused in ("HTTPValidationError", "ValidationError"):
-        if f'/{unused}"' not in json.dumps(document["paths"]):
+        if f'/{unused}"' not in paths:
             schemas.pop(unused, None)
     return document
