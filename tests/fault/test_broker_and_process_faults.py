@@ -45,7 +45,7 @@ from tests.support.faults import SUBMITTED, WireTimedLoad, in_flight_at
 from tests.support.kafka import Record, check_against_contract
 from tests.support.load import ApplyLoad, Outcome, plan_applications
 from tests.support.polling import eventually
-from tests.support.servers import Servers
+from tests.support.servers import Servers, kafka_client
 from tests.support.system import System, running_system
 
 # Loads are modest (40 applications each): on the local stack's FerretDB every write waits its
@@ -126,7 +126,7 @@ async def submitted_on_topic(bootstrap: str) -> dict[str, set[str]]:
     """Every `application.submitted` on the topic up to its current end: application id ->
     the distinct event ids published for it."""
     consumer = AIOKafkaConsumer(
-        SUBMITTED, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        SUBMITTED, **kafka_client(bootstrap), group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     events: dict[str, set[str]] = defaultdict(set)

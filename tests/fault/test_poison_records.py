@@ -52,7 +52,7 @@ from tests.support.faults import (
 )
 from tests.support.kafka import Record
 from tests.support.polling import eventually
-from tests.support.servers import Servers
+from tests.support.servers import Servers, kafka_client
 from tests.support.system import running_system
 
 pytestmark = pytest.mark.e2e
@@ -171,7 +171,7 @@ async def produce_poison_then_valid(bootstrap: str) -> list[Sent]:
         (topic, kind): new_posting_id() for topic in POSTING_VERSIONS for kind in POISON_KINDS
     }
     application_keys = {kind: uuid.uuid4().hex[:24] for kind in POISON_KINDS}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka_client(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     sent: list[Sent] = []
     try:

@@ -48,9 +48,7 @@ async def collection(
 
 @pytest.fixture
 async def producer(servers: Any) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=servers.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**servers.kafka_client(), acks="all", enable_idempotence=True)
     await producer.start()
     yield producer
     await producer.stop()

@@ -34,6 +34,7 @@ from tests.support.factories import posting_body
 from tests.support.kafka import Record, check_against_contract
 from tests.support.load import ApplyLoad, Attempt, PlannedApplication
 from tests.support.polling import eventually
+from tests.support.servers import kafka_client
 from tests.support.system import System
 
 Document = dict[str, Any]
@@ -221,7 +222,7 @@ async def in_app_notifications(
 
 @asynccontextmanager
 async def kafka_admin(bootstrap: str) -> AsyncIterator[Any]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client(bootstrap))
     await admin.start()
     try:
         yield admin
@@ -242,7 +243,7 @@ async def read_to_end(
     """Every record of `topics`, from the beginning to the end offsets as of this call,
     read without a consumer group."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        **kafka_client(bootstrap), enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     records: list[Record] = []
