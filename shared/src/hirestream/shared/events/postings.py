@@ -89,6 +89,9 @@ class PostingSnapshot(_Payload):
     version: PositiveInt
     created_at: UtcDateTime
     updated_at: UtcDateTime
+    # When the posting closes itself with reason `expired`; absent on postings from before
+    # expiry existed, which stay open until closed.
+    expires_at: UtcDateTime | None = None
 
 
 class PostingCreated(PostingSnapshot):
@@ -107,6 +110,9 @@ class PostingClosed(_Payload):
     reason: CloseReason
     version: PositiveInt
     closed_at: UtcDateTime
+    # What the employer is told the closed posting was, without a lookup.
+    title: str | None = None
+    contact_email: str | None = None
 
 
 # Kept forever: applications rebuilds its postings read model by replaying them from offset 0.
