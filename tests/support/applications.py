@@ -3,8 +3,8 @@
 
 - Test data: forms, postings and applications in any status, the callers (principals), and the
   commands the routes make.
-- In-memory fakes of its ports (`FakeApplications`, `FakePostingViews`, `FakeErasureRequests`),
-  behaving as the MongoDB stores promise to, for unit tests of the use cases.
+- In-memory fakes of its ports (`FakeApplications`, `FakePostingViews`, `FakeErasureRequests`,
+  `FakeJourneys`), behaving as the MongoDB stores promise to, for unit tests of the use cases.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from typing import Any
 from hirestream.applications.domain import (
     Application,
     ApplicationForm,
+    ApplicationOrder,
     Confirmation,
     ErasureRequest,
     Party,
     PostingView,
+    Step,
 )
 from hirestream.applications.services import (
     ApplicationsUnitOfWork,
@@ -192,6 +194,10 @@ def _newest_first(application: Application) -> tuple[datetime, str]:
     return application.submitted_at, application.application_id
 
 
+def _best_match_first(application: Application) -> tuple[float, str]:
+    return application.match.score, application.application_id
+
+
 class FakeApplications(InMemoryAggregates[Application]):
     """`ApplicationStore` in memory: one application per candidate and posting, lists newest
     first with a cursor, anonymisation. `concurrently` makes another writer change a stored
@@ -238,6 +244,7 @@ class FakeApplications(InMemoryAggregates[Application]):
         org: str | None = None,
         posting_id: str | None = None,
         status: ApplicationStatus | None = None,
+        order: ApplicationOrder = ApplicationOrder.NEWEST,
         limit: int,
         cursor: str | None,
     ) -> Page[Application]:
@@ -250,7 +257,7 @@ class FakeApplications(InMemoryAggregates[Application]):
                 and posting_id in (None, application.posting_id)
                 and status in (None, application.status)
             ),
-            key=_newest_first,
+            key=_best_match_first if order is ApplicationOrder.BEST_MATCH else _newest_first,
             reverse=True,
         )
         # The cursor is the last id returned: the fake's own, as opaque as the store's.
@@ -338,6 +345,24 @@ class FakePostingViews:
             {**known, **view.fields_to_store(), "posting_id": view.posting_id}
         )
         return True
+
+
+class FakeJourneys:
+    """`PipelineProjection` in memory: a step per (application, version), set again alike."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, dict[int, Step]] = {}
+
+    async def record(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            self.steps.setdefault(step.application_id, {})[step.version] = step
+
+    async def journeys(self, posting_id: str) -> list[list[Step]]:
+        return [
+            list(steps.values())
+            for steps in self.steps.values()
+            if any(step.posting_id == posting_id for step in steps.values())
+        ]
 
 
 class FakeErasureRequests(InMemoryAggregates[ErasureRequest]):

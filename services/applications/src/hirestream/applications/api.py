@@ -1,4 +1,5 @@
-"""The applications HTTP API: apply, read, list, move through the workflow; erasure requests."""
+"""The applications HTTP API: apply, read, list (triage), move through the workflow; a
+posting's pipeline; erasure requests."""
 
 from typing import Annotated, Any, Self
 
@@ -9,14 +10,18 @@ from hirestream.applications import services
 from hirestream.applications.domain import (
     Application,
     ApplicationForm,
+    ApplicationOrder,
     Confirmation,
     ErasureRequest,
+    Pipeline,
 )
 from hirestream.applications.services import (
     ApplicationsUnitOfWork,
     ChangeStatus,
     ErasureUnitOfWork,
     ErasureUnitOfWorkFactory,
+    Journeys,
+    PostingViews,
     SubmitApplication,
     UnitOfWorkFactory,
 )
@@ -118,19 +123,38 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
 
     @router.get(
         "/applications",
-        summary="Applications newest first: a candidate's own, an employer's org's, or all",
-        responses=route_responses({422: "invalid filters, limit or cursor, named in `errors`"}),
+        summary="Applications newest first, or a posting's best match first: a candidate's "
+        "own, an employer's org's, or all",
+        responses=route_responses(
+            {
+                422: "invalid filters, sort, limit or cursor, named in `errors` (`sort=-match` "
+                "without `posting_id`; a cursor of another sort)"
+            }
+        ),
     )
     async def list_applications(
         caller: Authenticated,
         uow: Uow,
         posting_id: Annotated[str | None, Query(max_length=64)] = None,
         status: ApplicationStatus | None = None,
+        sort: Annotated[
+            ApplicationOrder,
+            Query(
+                description="`-submitted_at`: newest first; `-match`: highest match score "
+                "first, within one posting (needs `posting_id`)"
+            ),
+        ] = ApplicationOrder.NEWEST,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> Page[Application]:
         page = await services.list_applications(
-            caller, uow, posting_id=posting_id, status=status, limit=limit, cursor=cursor
+            caller,
+            uow,
+            posting_id=posting_id,
+            status=status,
+            order=sort,
+            limit=limit,
+            cursor=cursor,
         )
         return page.map(lambda application: application.as_seen_by(caller))
 
@@ -158,6 +182,26 @@ def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     ) -> Application:
         command = ChangeStatus(application_id, body.to_status, body.reason, caller)
         return (await services.change_status(command, uow)).as_seen_by(caller)
+
+    return router
+
+
+def pipeline_router(postings: PostingViews, journeys: Journeys) -> APIRouter:
+    router = APIRouter(tags=["applications"])
+
+    @router.get(
+        "/postings/{posting_id}/pipeline",
+        summary="A posting's applications per status, and the median and p90 time spent in "
+        "each (the posting's employer, or admin)",
+        responses=route_responses(
+            {
+                403: "the caller is a candidate, or an employer of another org",
+                404: "no posting with this id is known here (yet: postings arrive as events)",
+            }
+        ),
+    )
+    async def posting_pipeline(posting_id: str, caller: Authenticated) -> Pipeline:
+        return await services.posting_pipeline(posting_id, caller, postings, journeys)
 
     return router
 

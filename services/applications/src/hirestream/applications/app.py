@@ -13,15 +13,17 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from hirestream.applications import handlers, services
-from hirestream.applications.api import applications_router, privacy_router
+from hirestream.applications.api import applications_router, pipeline_router, privacy_router
 from hirestream.applications.services import ApplicationsUnitOfWork, ErasureUnitOfWork
 from hirestream.applications.store import (
     APPLICATIONS,
     ERASURE_REQUESTS,
     INDEXES,
+    PIPELINE,
     POSTINGS_VIEW,
     ApplicationStore,
     ErasureRequestStore,
+    PipelineProjection,
     PostingReadModel,
 )
 from hirestream.shared.events.applications import (
@@ -61,6 +63,7 @@ def create_app(settings: ApplicationsSettings) -> FastAPI:
     applications = ApplicationStore(clients.db[APPLICATIONS])
     applications_relay = clients.outbox_relay(applications.collection)
     postings = PostingReadModel(clients.db[POSTINGS_VIEW])
+    journeys = PipelineProjection(clients.db[PIPELINE])
     requests = ErasureRequestStore(clients.db[ERASURE_REQUESTS])
     requests_relay = clients.outbox_relay(requests.collection)
     ledger = ErasureLedger(clients.db[ERASURES])
@@ -77,7 +80,7 @@ def create_app(settings: ApplicationsSettings) -> FastAPI:
     def erasures() -> UnitOfWork[Erasure]:
         return UnitOfWork(ledger, ledger_relay, source=clients.source)
 
-    clients.subscribe(handlers.subscriptions(postings, applications, requests, erasures))
+    clients.subscribe(handlers.subscriptions(postings, applications, requests, erasures, journeys))
 
     @asynccontextmanager
     async def retention(_: FastAPI) -> AsyncIterator[None]:
@@ -100,8 +103,13 @@ def create_app(settings: ApplicationsSettings) -> FastAPI:
 
     return service_app(
         clients,
-        [applications_router(unit_of_work), privacy_router(erasure_requests)],
+        [
+            applications_router(unit_of_work),
+            pipeline_router(postings, journeys),
+            privacy_router(erasure_requests),
+        ],
         background=retention,
         description="Applications to postings and their status workflow; publishes "
-        "application.*; keeps a read model of postings from posting.* events.",
+        "application.*; keeps a read model of postings from posting.* events, and a posting's "
+        "pipeline from its own application.* events.",
     )

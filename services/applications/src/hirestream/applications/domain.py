@@ -4,6 +4,7 @@
 - The match score of a candidate's skills against a posting's.
 - The postings read model: this service never calls postings over HTTP; it knows a posting
   only from `posting.*` events and keeps the newest version it has seen of each.
+- Triage order, and a posting's pipeline: applications per status and time spent in each.
 """
 
 from __future__ import annotations
@@ -333,6 +334,129 @@ class Application(BaseModel):
             changed_at=now,
         )
         return moved, event
+
+
+# ---------------------------------------------------------------------------- triage order
+
+
+class ApplicationOrder(StrEnum):
+    """How a list of applications is sorted: newest first, or best match first (ties by id).
+
+    The match score compares a candidate with one posting's skills, so best-match order is
+    meaningful only within one posting: it needs `posting_id`."""
+
+    NEWEST = "-submitted_at"
+    BEST_MATCH = "-match"
+
+    @property
+    def needs_posting(self) -> bool:
+        return self is ApplicationOrder.BEST_MATCH
+
+
+# ------------------------------------------------------------------------------- pipeline
+
+
+class Step(BaseModel):
+    """One entry of an application into a status: version n of the application entered
+    `status` at `at`. Submission is version 1; each status change is the next version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    application_id: str
+    posting_id: str
+    org: str
+    version: PositiveInt64
+    status: ApplicationStatus
+    at: UtcDateTime
+
+    @classmethod
+    def of(cls, data: ApplicationSubmitted | ApplicationStatusChanged) -> Step:
+        """What an `application.*` event says of its application's journey."""
+        if isinstance(data, ApplicationSubmitted):
+            status, at = data.status, data.submitted_at
+        else:
+            status, at = data.to_status, data.changed_at
+        return cls(
+            application_id=data.application_id,
+            posting_id=data.posting_id,
+            org=data.org,
+            version=data.version,
+            status=status,
+            at=at,
+        )
+
+
+class StatusFigures(BaseModel):
+    status: ApplicationStatus
+    count: int = Field(description="applications in this status now")
+    left: int = Field(
+        description="applications whose stay in this status is known: they entered it and "
+        "left it again (the durations below are of these only)"
+    )
+    median_s: float | None = Field(description="median seconds spent in this status (of `left`)")
+    p90_s: float | None = Field(description="90th percentile of those seconds")
+
+
+class Pipeline(BaseModel):
+    """A posting's applications by status, and how long they stayed in each."""
+
+    posting_id: str
+    applications: int
+    statuses: list[StatusFigures]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-quantile (0 <= q <= 1) by linear interpolation between the closest ranks of the
+    sorted values (numpy's default, `statistics.quantiles(method="inclusive")`); None of none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def stays(steps: list[Step]) -> list[tuple[ApplicationStatus, float]]:
+    """Each status the application left, with the seconds it spent there: from entering it
+    (version n) to entering the next (version n + 1). A stay whose end or start is not known
+    (an event not yet seen) is left out; clocks of replicas may differ, so never below 0."""
+    by_version = {step.version: step for step in steps}
+    return [
+        (step.status, max(0.0, (following.at - step.at).total_seconds()))
+        for step in by_version.values()
+        if (following := by_version.get(step.version + 1)) is not None
+    ]
+
+
+def pipeline_of(posting_id: str, journeys: list[list[Step]]) -> Pipeline:
+    """Counts per current status (the status of each application's newest known version)
+    and the median and p90 of the time spent in each status by the applications that left
+    it. Every status of the workflow is listed, in workflow order, zero where none."""
+    counts = dict.fromkeys(ApplicationStatus, 0)
+    seconds: dict[ApplicationStatus, list[float]] = {status: [] for status in ApplicationStatus}
+    applications = 0
+    for steps in journeys:
+        if not steps:
+            continue
+        applications += 1
+        counts[max(steps, key=lambda step: step.version).status] += 1
+        for status, spent in stays(steps):
+            seconds[status].append(spent)
+    return Pipeline(
+        posting_id=posting_id,
+        applications=applications,
+        statuses=[
+            StatusFigures(
+                status=status,
+                count=counts[status],
+                left=len(seconds[status]),
+                median_s=percentile(seconds[status], 0.5),
+                p90_s=percentile(seconds[status], 0.9),
+            )
+            for status in ApplicationStatus
+        ],
+    )
 
 
 # ------------------------------------------------------------------------------- erasure

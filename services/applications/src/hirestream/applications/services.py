@@ -1,5 +1,5 @@
-"""The applications use cases: apply, move through the workflow, read and list; keep the
-postings read model; and a candidate's erasure requests.
+"""The applications use cases: apply, move through the workflow, read and list (triage); keep
+the postings read model and the pipeline projection; and a candidate's erasure requests.
 
 Each takes a command (or the event it handles) and the unit of work, runs the domain's rules,
 and commits the aggregate with the events it records. They raise the service layer's errors
@@ -9,7 +9,7 @@ and commits the aggregate with the events it records. They raise the service lay
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -19,13 +19,17 @@ import structlog
 from hirestream.applications.domain import (
     Application,
     ApplicationForm,
+    ApplicationOrder,
     Confirmation,
     ErasureRequest,
     IllegalMove,
     Party,
+    Pipeline,
     PostingNotOpen,
     PostingView,
+    Step,
     WrongParty,
+    pipeline_of,
 )
 from hirestream.shared.events.applications import ApplicationStatus
 from hirestream.shared.events.privacy import ERASING_SERVICES, CandidateErased
@@ -63,6 +67,7 @@ class ApplicationRepository(AggregateStore[Application], Protocol):
         org: str | None = None,
         posting_id: str | None = None,
         status: ApplicationStatus | None = None,
+        order: ApplicationOrder = ApplicationOrder.NEWEST,
         limit: int,
         cursor: str | None,
     ) -> Page[Application]: ...
@@ -76,6 +81,14 @@ class PostingViews(Protocol):
     async def get(self, posting_id: str) -> PostingView | None: ...
 
     async def apply(self, view: PostingView) -> bool: ...
+
+
+class Journeys(Protocol):
+    """The pipeline projection: each application's steps through the statuses."""
+
+    async def record(self, steps: Sequence[Step]) -> None: ...
+
+    async def journeys(self, posting_id: str) -> list[list[Step]]: ...
 
 
 class ErasureRequests(AggregateStore[ErasureRequest], Protocol):
@@ -203,13 +216,19 @@ async def list_applications(
     status: ApplicationStatus | None,
     limit: int,
     cursor: str | None,
+    order: ApplicationOrder = ApplicationOrder.NEWEST,
 ) -> Page[Application]:
-    """A candidate's own applications, an employer's org's, or an admin's all."""
+    """A candidate's own applications, an employer's org's, or an admin's all, in `order`."""
+    if order.needs_posting and posting_id is None:
+        raise InvalidRequest(
+            f"sort={order} ranks one posting's applications: name posting_id", field="sort"
+        )
     return await uow.applications.list(
         candidate_id=caller.user_id if caller.role is Role.CANDIDATE else None,
         org=caller.org if caller.role is Role.EMPLOYER else None,
         posting_id=posting_id,
         status=status,
+        order=order,
         limit=limit,
         cursor=cursor,
     )
@@ -262,6 +281,31 @@ async def record_posting(view: PostingView, postings: PostingViews) -> bool:
     stored = await postings.apply(view)
     log.info("read_model.posting", posting_id=view.posting_id, version=view.version, stored=stored)
     return stored
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+async def record_steps(steps: Sequence[Step], journeys: Journeys) -> None:
+    """What `application.*` events say of applications' journeys, into the projection."""
+    await journeys.record(steps)
+    log.debug("pipeline.recorded", steps=len(steps))
+
+
+async def posting_pipeline(
+    posting_id: str, caller: Principal, postings: PostingViews, journeys: Journeys
+) -> Pipeline:
+    """The posting's applications per status and time spent in each: its employer's org or
+    an admin. Postings are public, so another org's employer is refused, not told "not
+    found"; a candidate is refused before anything is read."""
+    if caller.role is Role.CANDIDATE:
+        raise Forbidden("only the posting's employer or an admin may see its pipeline")
+    posting = await postings.get(posting_id)
+    if posting is None:
+        raise NotFound(f"posting {posting_id} does not exist")
+    if not caller.is_admin and caller.org != posting.org:
+        raise Forbidden("only the posting's employer or an admin may see its pipeline")
+    return pipeline_of(posting_id, await journeys.journeys(posting_id))
 
 
 # ------------------------------------------------------------------------------- erasure

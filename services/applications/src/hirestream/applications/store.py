@@ -1,5 +1,5 @@
 """Storage of the applications service: applications (each with its outbox), erasure requests,
-and the postings read model.
+the postings read model, and the pipeline projection.
 
 Indexes of `applications` and what each serves:
 - `one_per_candidate_and_posting` (candidate.candidate_id, posting_id), unique: the duplicate
@@ -8,6 +8,8 @@ Indexes of `applications` and what each serves:
   Idempotency-Key needs no index: it determines the application's id);
 - `org_newest` (org, posting_id, status, submitted_at): an employer's lists and filters;
 - `newest` (submitted_at, _id): an admin's list;
+- `posting_best_match` (posting_id, match.score, _id): a posting's applications best match
+  first (triage);
 - `final_oldest` (status, updated_at): retention;
 - `outbox_due`: the outbox sweep.
 """
@@ -19,15 +21,17 @@ from datetime import datetime
 from typing import Any
 
 from cachetools import TTLCache
-from pymongo import DESCENDING, IndexModel
+from pymongo import DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from hirestream.applications.domain import (
     Application,
+    ApplicationOrder,
     Confirmation,
     ErasureRequest,
     PostingView,
+    Step,
 )
 from hirestream.shared.events.applications import ApplicationStatus
 from hirestream.shared.events.applications import ApplicationStatus as S
@@ -46,11 +50,19 @@ from hirestream.shared.storage.mongo import (
     CollectionIndexes,
     Document,
 )
-from hirestream.shared.storage.pagination import Page, after_cursor, newest_first, page_of
+from hirestream.shared.storage.pagination import (
+    Page,
+    after_cursor,
+    after_number,
+    newest_first,
+    number_cursor_after,
+    page_of,
+)
 
 APPLICATIONS = "applications"
 POSTINGS_VIEW = "postings_view"
 ERASURE_REQUESTS = "erasure_requests"
+PIPELINE = "pipeline"
 FINAL_STATUSES = [status.value for status in (S.HIRED, S.REJECTED, S.WITHDRAWN)]
 
 # What anonymising an application overwrites: everything that names or reaches the person.
@@ -65,6 +77,10 @@ ANONYMOUS_FIELDS: Document = {
 }
 CANDIDATE_ID = "candidate.candidate_id"
 NEWEST = newest_first("submitted_at")
+MATCH_SCORE = "match.score"
+BEST_MATCH = newest_first(MATCH_SCORE)  # highest first, ties by _id
+# A duplicate key from an upsert is a concurrent upsert of the same new document: try again.
+DUPLICATE_KEY = 11000
 
 INDEXES = [
     CollectionIndexes(
@@ -81,6 +97,7 @@ INDEXES = [
                 name="org_newest",
             ),
             IndexModel(NEWEST, name="newest"),
+            IndexModel([("posting_id", 1), *BEST_MATCH], name="posting_best_match"),
             IndexModel([("status", 1), ("updated_at", 1)], name="final_oldest"),
             IndexModel(OUTBOX_INDEX, name="outbox_due"),
         ],
@@ -93,7 +110,15 @@ INDEXES = [
         ],
     ),
     CollectionIndexes(POSTINGS_VIEW, [IndexModel([("org", 1)], name="org")]),
+    CollectionIndexes(PIPELINE, [IndexModel([("posting_id", 1)], name="posting")]),
 ]
+
+
+async def _first(
+    collection: AsyncCollection[Document], query: Document, order: list[tuple[str, int]], limit: int
+) -> list[Document]:
+    """The first `limit` documents that match `query`, in `order`."""
+    return await collection.find(query, projection=NOT_RETURNED).sort(order).limit(limit).to_list()
 
 
 class ApplicationStore(AggregateCollection[Application]):
@@ -115,6 +140,7 @@ class ApplicationStore(AggregateCollection[Application]):
         org: str | None = None,
         posting_id: str | None = None,
         status: ApplicationStatus | None = None,
+        order: ApplicationOrder = ApplicationOrder.NEWEST,
         limit: int,
         cursor: str | None,
     ) -> Page[Application]:
@@ -127,14 +153,14 @@ class ApplicationStore(AggregateCollection[Application]):
             query["posting_id"] = posting_id
         if status is not None:
             query["status"] = status.value
+        if order is ApplicationOrder.BEST_MATCH:
+            if cursor:
+                query.update(after_number(MATCH_SCORE, cursor))
+            documents = await _first(self.collection, query, BEST_MATCH, limit + 1)
+            return page_of(documents, limit, MATCH_SCORE, self.load, cursor=number_cursor_after)
         if cursor:
             query.update(after_cursor("submitted_at", cursor))
-        documents = (
-            await self.collection.find(query, projection=NOT_RETURNED)
-            .sort(NEWEST)
-            .limit(limit + 1)
-            .to_list()
-        )
+        documents = await _first(self.collection, query, NEWEST, limit + 1)
         return page_of(documents, limit, "submitted_at", self.load)
 
     async def anonymise_candidate(self, candidate_id: str) -> int:
@@ -225,6 +251,67 @@ class PostingReadModel:
 
     async def clear(self) -> None:
         """Forget every posting (before a rebuild from scratch)."""
+        await self.collection.delete_many({})
+
+
+class PipelineProjection:
+    """Each application's journey through the statuses, from `application.*` events: one
+    document per application, `{posting_id, org, steps: {"v<version>": {status, at}}}`.
+
+    An event sets the step of its version, the same value however often it arrives and in
+    whichever order the two topics deliver: recording is idempotent by (application, version)
+    and needs no read. A posting's pipeline is computed from its documents when asked for.
+    """
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    async def record(self, steps: Sequence[Step]) -> None:
+        """Record each step in its application's document, in one bulk write."""
+        if not steps:
+            return
+        writes = [
+            UpdateOne(
+                {"_id": step.application_id},
+                {
+                    "$set": {
+                        "posting_id": step.posting_id,
+                        "org": step.org,
+                        f"steps.v{step.version}": {"status": step.status.value, "at": step.at},
+                    }
+                },
+                upsert=True,
+            )
+            for step in steps
+        ]
+        try:
+            await self.collection.bulk_write(writes, ordered=False)
+        except BulkWriteError as error:
+            if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+                raise
+            # Two upserts of one new application raced: the second finds it now.
+            await self.collection.bulk_write(writes, ordered=False)
+
+    async def journeys(self, posting_id: str) -> list[list[Step]]:
+        """The known steps of each application to the posting."""
+        documents = self.collection.find({"posting_id": posting_id})
+        return [
+            [
+                Step(
+                    application_id=document["_id"],
+                    posting_id=document["posting_id"],
+                    org=document["org"],
+                    version=int(key.removeprefix("v")),
+                    status=step["status"],
+                    at=step["at"],
+                )
+                for key, step in (document.get("steps") or {}).items()
+            ]
+            async for document in documents
+        ]
+
+    async def clear(self) -> None:
+        """Forget every journey (before a rebuild from scratch)."""
         await self.collection.delete_many({})
 
 

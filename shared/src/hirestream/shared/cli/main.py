@@ -27,9 +27,10 @@ Command = Callable[[ConnectionSettings, argparse.Namespace], Coroutine[Any, Any,
 
 DESCRIPTION = """\
 Operator commands for hirestream: dead letters, outbox backlog, consumer lag, and the
-postings read model. Reads the services' settings from the environment (KAFKA_BOOTSTRAP_SERVERS,
-KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
-KAFKA_SSL_CAFILE, MONGODB_URL, MONGODB_DATABASE); needs no JWT_SECRET.
+applications service's read models (postings, pipeline). Reads the services' settings from the
+environment (KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
+KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE, MONGODB_URL, MONGODB_DATABASE);
+needs no JWT_SECRET.
 """
 EPILOG = """\
 exit status: 0 done; 1 failed (a server away or refusing, records not found or skipped);
@@ -266,21 +267,32 @@ def parser() -> argparse.ArgumentParser:
     lag.add_argument("--json", action="store_true", help="one JSON object per line")
     lag.set_defaults(run=_with_kafka(_lag))
 
-    read_model = commands.add_parser("read-model", help="the applications' postings read model")
+    read_model = commands.add_parser(
+        "read-model", help="the applications service's read models: postings, pipeline"
+    )
     read_model_commands = read_model.add_subparsers(dest="read_model_command", required=True)
     rebuild = read_model_commands.add_parser(
         "rebuild",
         parents=[common],
-        help="replay posting.* from the beginning into the read model (version-guarded)",
-        description="Replay posting.* from offset 0 up to the end offsets at the start, "
-        "without a consumer group, into the applications service's postings_view "
-        "(MONGODB_DATABASE, default applications), version-guarded like the live consumer, "
-        "so it can run while the service runs. Needs the applications package.",
+        help="replay posting.* (or application.*) from the beginning into a read model",
+        description="Replay the topics from the beginning up to the end offsets at the start, "
+        "without a consumer group, into the applications service's database "
+        "(MONGODB_DATABASE, default applications): posting.* into postings_view, "
+        "version-guarded like the live consumer; or with --projection pipeline, application.* "
+        "into the pipeline projection, idempotent like its consumer. Either can run while the "
+        "service runs. Needs the applications package.",
+    )
+    rebuild.add_argument(
+        "--projection",
+        choices=["postings", "pipeline"],
+        default="postings",
+        help="which read model: the postings read model (default) or the pipeline projection",
     )
     rebuild.add_argument(
         "--from-scratch",
         action="store_true",
-        help="empty the read model first (when it holds versions newer than the topics)",
+        help="empty the read model first (postings: when it holds versions newer than the "
+        "topics; pipeline: it then holds only what the topics still hold)",
     )
     rebuild.set_defaults(run=_read_model_rebuild)
     return top

@@ -1,6 +1,7 @@
 """`hirestream read-model rebuild`: the applications service's postings read model, replayed
-from the `posting.*` topics. The replay is the applications package's own code: an image
-without that package (postings, notifications) cannot run it, and says so."""
+from the `posting.*` topics, or (`--projection pipeline`) its pipeline projection, replayed
+from `application.*`. The replay is the applications package's own code: an image without that
+package (postings, notifications) cannot run it, and says so."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ PACKAGE = "hirestream.applications"
 
 async def rebuild_command(settings: ConnectionSettings, args: argparse.Namespace) -> int:
     try:
-        from hirestream.applications import rebuild_read_model
+        from hirestream.applications import rebuild_pipeline, rebuild_read_model
     except ModuleNotFoundError as missing:
         if missing.name != PACKAGE:  # the package is there, something it needs is not
             raise
@@ -28,6 +29,17 @@ async def rebuild_command(settings: ConnectionSettings, args: argparse.Namespace
         if "mongodb_database" in settings.model_fields_set
         else rebuild_read_model.DATABASE
     )
+    if args.projection == "pipeline":
+        pipeline = await rebuild_pipeline.rebuild(
+            settings, database=database, from_scratch=args.from_scratch, timeout_s=args.timeout
+        )
+        print(
+            f"pipeline projection in database {database} rebuilt"
+            f"{' from scratch' if args.from_scratch else ''}: {pipeline.records} records read, "
+            f"{pipeline.recorded} steps recorded, "
+            f"{pipeline.invalid} invalid (skipped: the live consumer dead-lettered them)"
+        )
+        return 0
     report = await rebuild_read_model.rebuild(
         settings, database=database, from_scratch=args.from_scratch, timeout_s=args.timeout
     )
