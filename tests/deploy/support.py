@@ -2,9 +2,10 @@
 
 The code side is derived, never copied: the services are the workspace members under
 `services/`, their settings are the `ServiceSettings` subclass each `app.py` defines (every
-field is an environment variable, upper-cased), and their topics are the `published` and
-`consumed` event types of the `ServiceClients` each `create_app` builds (plus the event
-catalog), with `<topic>.dlq` for every consumed one.
+field is an environment variable, upper-cased), their tracing variables are the `OTEL_*` names
+`hirestream.shared.tracing` reads, and their topics are the `published` and `consumed` event
+types of the `ServiceClients` each `create_app` builds (plus the event catalog), with
+`<topic>.dlq` for every consumed one.
 
 The artefact side comes from the real tools (`kustomize build`, `docker-compose config`),
 found in `.stack/cache/bin` or on PATH. `deploy/tools.sh` (run by `./dev.sh test`) provides
@@ -31,6 +32,7 @@ import pytest
 import yaml
 from pydantic.fields import FieldInfo
 
+from hirestream.shared import tracing
 from hirestream.shared.events.catalog import EVENT_TYPES
 from hirestream.shared.settings import ServiceSettings
 
@@ -182,6 +184,17 @@ def api_paths(service: str) -> frozenset[str]:
         return frozenset(app.openapi()["paths"])
     finally:
         asyncio.run(app.state.clients.mongo.close())
+
+
+@cache
+def tracing_variables() -> frozenset[str]:
+    """The `OTEL_*` variables the services honour, which are not settings: those
+    `hirestream.shared.tracing` reads or names, and the sampler's argument, which the SDK reads
+    with the sampler. Any other (another exporter, headers, a protocol) is not supported."""
+    named = set(re.findall(r"\bOTEL_[A-Z0-9_]*[A-Z0-9]\b", inspect.getsource(tracing)))
+    if "OTEL_TRACES_SAMPLER" in named:
+        named.add("OTEL_TRACES_SAMPLER_ARG")
+    return frozenset(named)
 
 
 def personal_data_topics() -> frozenset[str]:

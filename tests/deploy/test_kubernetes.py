@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -301,6 +302,12 @@ def test_network_policy_allows_what_the_service_needs(rendered: Rendered, servic
     if service == "notifications":
         # Email to the relay, and webhooks over https.
         needed |= {("TCP", int(config["SMTP_PORT"])), ("TCP", 443)}
+    traces = config.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or config.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if traces:
+        # Spans to the collector (components/tracing; test_tracing.py checks the peers).
+        needed.add(("TCP", urlsplit(traces).port or 80))
     assert needed <= egress, f"{service}: egress lacks {needed - egress}"
     assert egress - needed == set(), f"{service}: egress beyond what it needs"
 

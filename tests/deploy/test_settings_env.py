@@ -6,6 +6,9 @@ upper-cased). A setting may be left out only if it is listed below with the reas
 if it is optional (unset by default). Optional settings are left *out* rather than set to an
 empty string on purpose: pydantic-settings reads `""` as a value, not as "unset" —
 `KAFKA_SASL_MECHANISM=""` fails validation and `JWT_ISSUER=""` would demand an empty issuer.
+
+Besides the settings, only the `OTEL_*` variables the tracing set-up honours may be set
+(test_tracing.py checks their values).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from tests.deploy.support import (
     raw_compose_env,
     service_names,
     settings_of,
+    tracing_variables,
     validate_settings,
 )
 
@@ -85,7 +89,7 @@ def test_compose_sets_every_setting(compose: Document, service: str) -> None:
     settings = settings_of(service)
     missing = sorted(set(settings) - set(env) - set(absent_in("compose")))
     assert missing == [], f"compose {service}: settings not set (add them or list them absent)"
-    unknown = sorted(set(env) - set(settings))
+    unknown = sorted(set(env) - set(settings) - tracing_variables())
     assert unknown == [], f"compose {service}: variables no setting reads (typo?)"
     listed = sorted(set(env) & set(absent_in("compose")))
     assert listed == [], f"compose {service}: set, yet listed as deliberately absent"
@@ -114,7 +118,7 @@ def test_kubernetes_sets_every_setting(rendered: Rendered, service: str) -> None
     names = rendered.env_names(service)
     missing = sorted(set(settings) - names - set(absent_in(rendered.name)))
     assert missing == [], f"{rendered.name}/{service}: settings in neither ConfigMap nor Secret"
-    unknown = sorted(names - set(settings))
+    unknown = sorted(names - set(settings) - tracing_variables())
     assert unknown == [], f"{rendered.name}/{service}: variables no setting reads (typo?)"
     listed = sorted(names & set(absent_in(rendered.name)))
     assert listed == [], f"{rendered.name}/{service}: set, yet listed as deliberately absent"

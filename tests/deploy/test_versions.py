@@ -4,8 +4,9 @@ dev.sh, deploy/tools.sh and the GitHub workflows read that file. The places that
 it say a version themselves, and each must agree with the file: the Dockerfile's ARG
 defaults (Python, uv), pyproject.toml (Python), dev.sh (Python), deploy/local/stack.sh (Java),
 deploy/local/kafka/pom.xml and docker-compose.yml (Kafka), deploy/local/ferretdb/go.mod
-(FerretDB, and a `go` line no newer than GO_VERSION) and the workflows (setup-python/java/go/uv,
-tools they build).
+(FerretDB, and a `go` line no newer than GO_VERSION), docker-compose.yml and the tracing
+component's Deployment (the OpenTelemetry Collector image) and the workflows
+(setup-python/java/go/uv, tools they build).
 
 Each place is one test named after it. `test_a_drift_is_reported` changes each place in a
 copy of the repository and checks that the comparison reports that place: the check can fail.
@@ -45,6 +46,7 @@ REQUIRED_KEYS = (
     "KUSTOMIZE_VERSION",
     "HADOLINT_VERSION",
     "ACTIONLINT_VERSION",
+    "OTEL_COLLECTOR_VERSION",
 )
 
 # Runtimes change by decision (with requires-python, uv.lock, the base image), not by a bot.
@@ -300,21 +302,46 @@ def local_stack_pins(root: Path) -> list[Pin]:
     return result
 
 
+# The collector's image, in compose and in the tracing component (core or contrib build).
+COLLECTOR_IMAGE = r"otel/opentelemetry-collector(?:-contrib)?"
+TRACING_DEPLOYMENT = "deploy/k8s/components/tracing/deployment.yaml"
+
+
 def container_pins(root: Path) -> list[Pin]:
     compose = "docker-compose.yml"
-    result = [
+    result: list[Pin] = []
+    for key, image in (
+        ("KAFKA_VERSION", "apache/kafka"),
+        ("OTEL_COLLECTOR_VERSION", COLLECTOR_IMAGE),
+    ):
+        found = [
+            Pin(
+                key,
+                f"docker-compose.yml service {_compose_service_at(root, compose, m.start())} image",
+                compose,
+                m[1],
+                m[0],
+                m[1],
+            )
+            for m in re.finditer(rf"image:[ \t]*{image}:([^\s@]+)", _text(root, compose))
+        ]
+        result += found or [Pin(key, f"docker-compose.yml {image} image", compose, None)]
+    found = [
         Pin(
-            "KAFKA_VERSION",
-            f"docker-compose.yml service {_compose_service_at(root, compose, m.start())} image",
-            compose,
+            "OTEL_COLLECTOR_VERSION",
+            f"{TRACING_DEPLOYMENT} image",
+            TRACING_DEPLOYMENT,
             m[1],
             m[0],
             m[1],
         )
-        for m in re.finditer(r"image:[ \t]*apache/kafka:([^\s@]+)", _text(root, compose))
+        for m in re.finditer(
+            rf"image:[ \t]*{COLLECTOR_IMAGE}:([^\s@]+)", _text(root, TRACING_DEPLOYMENT)
+        )
     ]
-    if not result:
-        result.append(Pin("KAFKA_VERSION", "docker-compose.yml apache/kafka image", compose, None))
+    result += found or [
+        Pin("OTEL_COLLECTOR_VERSION", f"{TRACING_DEPLOYMENT} image", TRACING_DEPLOYMENT, None)
+    ]
     return result
 
 
@@ -483,6 +510,9 @@ def test_agrees_with_the_version_file(pin: Pin) -> None:
         ("FERRETDB_VERSION", "deploy/local/ferretdb/go.mod"),
         ("KUSTOMIZE_VERSION", "deploy/tools.sh"),
         ("ACTIONLINT_VERSION", "deploy/tools.sh"),
+        ("KAFKA_VERSION", "docker-compose.yml"),
+        ("OTEL_COLLECTOR_VERSION", "docker-compose.yml"),
+        ("OTEL_COLLECTOR_VERSION", TRACING_DEPLOYMENT),
     ],
 )
 def test_the_place_is_checked(key: str, where: str) -> None:
@@ -603,3 +633,36 @@ def test_renovate_makes_one_pull_request_per_ecosystem() -> None:
             file in rule.get("matchFileNames", []) and rule.get("groupName") in version_groups
             for rule in config["packageRules"]
         ), f"{file} is not updated in the same pull request as {VERSIONS_FILE}"
+
+
+def test_renovate_finds_the_collector_image_of_the_tracing_component() -> None:
+    """No Kubernetes manager is enabled: a regex manager of its own finds the collector's
+    image, and its update joins the versions.env pull request."""
+    config = _renovate()
+    text = (ROOT / TRACING_DEPLOYMENT).read_text()
+    found = {
+        match["depName"]: match["currentValue"]
+        for manager in config.get("customManagers", [])
+        if any(
+            _python_regex(pattern.strip("/")).search(TRACING_DEPLOYMENT)
+            for pattern in manager.get("managerFilePatterns", [])
+        )
+        for pattern in manager["matchStrings"]
+        for match in _python_regex(pattern).finditer(text)
+    }
+    assert found, f"{RENOVATE_FILE}: no custom manager finds the image in {TRACING_DEPLOYMENT}"
+    groups = {
+        rule["groupName"]
+        for rule in config["packageRules"]
+        if VERSIONS_FILE in rule.get("matchFileNames", [])
+    }
+    for dep_name, value in found.items():
+        assert value == VERSIONS["OTEL_COLLECTOR_VERSION"], dep_name
+        assert any(
+            rule.get("groupName") in groups
+            and (
+                dep_name in rule.get("matchDepNames", [])
+                or TRACING_DEPLOYMENT in rule.get("matchFileNames", [])
+            )
+            for rule in config["packageRules"]
+        ), f"{dep_name} is not updated in the same pull request as {VERSIONS_FILE}"
