@@ -88,6 +88,7 @@ EXPECTED: dict[Route, dict[Caller, int]] = {
     (A, "GET", "/applications"):                          row(401, 200, 200, 200, 200, 200),
     (A, "GET", "/applications/{application_id}"):         row(401, 200, 404, 200, 404, 200),
     (A, "POST", "/applications/{application_id}/status"): row(401, 403, 404, 200, 404, 200),
+    (A, "GET", "/postings/{posting_id}/pipeline"):        row(401, 403, 403, 200, 403, 200),
     (A, "POST", "/candidates/{candidate_id}/erasure"):    row(401, 202, 403, 403, 403, 202),
     (A, "GET", "/candidates/{candidate_id}/erasure"):     row(401, 200, 403, 403, 403, 200),
     (N, "GET", "/notifications"):                         row(401, 200, 200, 200, 200, 200),
@@ -328,6 +329,7 @@ CALLS: dict[Route, Call] = {
     ),
     (A, "GET", "/applications"): Call(query=("posting_id",)),
     (A, "GET", "/applications/{application_id}"): Call(),
+    (A, "GET", "/postings/{posting_id}/pipeline"): Call(),
     (A, "POST", "/applications/{application_id}/status"): Call(
         fresh_application, body={"to_status": "screening"}
     ),
