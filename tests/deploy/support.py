@@ -188,9 +188,10 @@ def api_paths(service: str) -> frozenset[str]:
 
 @cache
 def tracing_variables() -> frozenset[str]:
-    """The `OTEL_*` variables the services honour, which are not settings: those
+    """The `OTEL_*` variables the deployment files may set, which are not settings: those
     `hirestream.shared.tracing` reads or names, and the sampler's argument, which the SDK reads
-    with the sampler. Any other (another exporter, headers, a protocol) is not supported."""
+    with the sampler. Others the SDK would take (OTEL_TRACES_EXPORTER, say) are not honoured
+    by tracing.py or not meant to be changed there."""
     named = set(re.findall(r"\bOTEL_[A-Z0-9_]*[A-Z0-9]\b", inspect.getsource(tracing)))
     if "OTEL_TRACES_SAMPLER" in named:
         named.add("OTEL_TRACES_SAMPLER_ARG")
