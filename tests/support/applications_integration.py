@@ -34,7 +34,7 @@ from tests.support.applications import (
 from tests.support.factories import new_posting_id, posting_created_event
 from tests.support.kafka import Record, keyed, produce, read_until
 from tests.support.polling import eventually
-from tests.support.servers import Servers
+from tests.support.servers import Servers, kafka_env
 
 # ----------------------------------------------------------------- the service in process
 
@@ -264,10 +264,18 @@ def application_document(
 
 
 def run_rebuild(base_env: dict[str, str], database: str, *flags: str) -> str:
-    """The read model's rebuild command, run as an operator would; its log (stderr)."""
+    """The read model's rebuild command, run as an operator would (as `operator`, the Kafka
+    principal of people's tools); its log (stderr)."""
+    operator = kafka_env(base_env["KAFKA_BOOTSTRAP_SERVERS"], "operator")
     result = subprocess.run(
         [sys.executable, "-m", "hirestream.applications.rebuild_read_model", *flags],
-        env={**os.environ, **base_env, "MONGODB_DATABASE": database, "LOG_FORMAT": "json"},
+        env={
+            **os.environ,
+            **base_env,
+            **operator,
+            "MONGODB_DATABASE": database,
+            "LOG_FORMAT": "json",
+        },
         capture_output=True,
         text=True,
         timeout=120,
