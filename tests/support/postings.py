@@ -197,6 +197,15 @@ class FakePostings(InMemoryAggregates[Posting]):
         more = len(found) > limit
         return Page[Posting](items=page, next_cursor=page[-1].posting_id if more else None)
 
+    async def expired(self, now: datetime, *, limit: int) -> list[Posting]:
+        """The store's query: open, with an end at or before `now`, earliest end first."""
+        due = [
+            posting
+            for posting in self.aggregates.values()
+            if posting.is_open and posting.expires_at is not None and posting.expires_at <= now
+        ]
+        return sorted(due, key=lambda posting: (posting.expires_at, posting.posting_id))[:limit]
+
 
 def nothing_written(postings: FakePostings, relay: RecordingRelay) -> bool:
     """No write reached the store, no event was recorded, the relay was told nothing."""
@@ -211,12 +220,18 @@ def postings_unit_of_work(postings: FakePostings, relay: RecordingRelay) -> Post
 
 
 async def running_postings(
-    base_env: dict[str, str], database: str
+    base_env: dict[str, str], database: str, **changes: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The postings service in process (its relays and consumer running), on `database`."""
-    settings = settings_for(PostingsSettings, base_env, mongodb_database=database)
+    """The postings service in process (its relays, consumer and expiry job running), on
+    `database`; `changes`: settings of its own."""
+    settings = settings_for(PostingsSettings, base_env, mongodb_database=database, **changes)
     async for client in client_for(create_app(settings)):
         yield client
+
+
+def ttl_days(seconds: float) -> float:
+    """A lifetime of `seconds`, in the unit of POSTING_DEFAULT_TTL_DAYS."""
+    return seconds / 86_400
 
 
 def new_org() -> str:

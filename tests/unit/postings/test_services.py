@@ -373,6 +373,8 @@ async def test_closing_makes_the_next_version_and_records_posting_closed(
         reason=CloseReason.FILLED,
         version=2,
         closed_at=closed.closed_at,
+        title=closed.title,
+        contact_email="hiring@acme.example",
     )
     assert relay.notified == [POSTING_ID]
 

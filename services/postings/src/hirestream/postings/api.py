@@ -7,7 +7,14 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hirestream.postings import services
-from hirestream.postings.domain import Posting, PostingChanges, PostingDraft, PostingSearch
+from hirestream.postings.domain import (
+    DEFAULT_EXPIRY,
+    ExpiryPolicy,
+    Posting,
+    PostingChanges,
+    PostingDraft,
+    PostingSearch,
+)
 from hirestream.postings.services import (
     ChangePosting,
     ClosePosting,
@@ -36,6 +43,7 @@ EmployerOrAdmin = Annotated[Principal, require_role(Role.EMPLOYER, Role.ADMIN)]
 
 NOT_FOUND = "no posting with this id"
 INVALID_FIELDS = "invalid fields, named in `errors`"
+INVALID_EXPIRY = "`expires_at` in the past or beyond POSTING_MAX_TTL_DAYS ahead"
 
 # One example per request body, shown by /docs and sent by schemathesis' examples phase.
 DRAFT_EXAMPLES: dict[str, Any] = {
@@ -111,7 +119,9 @@ def posting_response(posting: Posting) -> Response:
     )
 
 
-def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
+def postings_router(
+    unit_of_work: UnitOfWorkFactory, *, expiry: ExpiryPolicy = DEFAULT_EXPIRY
+) -> APIRouter:
     router = APIRouter(prefix="/postings", tags=["postings"])
     Uow = Annotated[PostingsUnitOfWork, Depends(unit_of_work)]
 
@@ -123,7 +133,8 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
             {
                 403: "the caller is not an employer",
                 409: "the Idempotency-Key was used before, and its first response is not kept",
-                422: f"{INVALID_FIELDS}, or an Idempotency-Key used for a different request",
+                422: f"{INVALID_FIELDS} ({INVALID_EXPIRY} among them), or an Idempotency-Key "
+                "used for a different request",
             },
             success=201,
             success_headers=(LOCATION, ETAG, REPLAYED),
@@ -145,7 +156,7 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
             {"org": employer.org, "draft": draft.model_dump(mode="json")},
         )
         published = await services.publish_posting(
-            PublishPosting(draft, employer.org, request), uow
+            PublishPosting(draft, employer.org, request), uow, expiry=expiry
         )
         posting = published.posting
         return created_response(
@@ -194,7 +205,7 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
                 404: NOT_FOUND,
                 409: "the posting is closed",
                 412: "If-Match names an older version, or the posting changed meanwhile",
-                422: INVALID_FIELDS,
+                422: f"{INVALID_FIELDS}: {INVALID_EXPIRY} among them",
                 428: "no If-Match: send the ETag of the version you changed",
             },
             success_headers=(ETAG,),
@@ -214,7 +225,7 @@ def postings_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
         ] = None,
     ) -> Response:
         command = ChangePosting(posting_id, changes, employer.org, if_match_of(if_match))
-        return posting_response(await services.change_posting(command, uow))
+        return posting_response(await services.change_posting(command, uow, expiry=expiry))
 
     @router.post(
         "/{posting_id}/close",

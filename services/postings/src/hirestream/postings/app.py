@@ -1,15 +1,25 @@
-"""Composition root of the postings service: settings, clients, stores, routes, handlers."""
+"""Composition root of the postings service: settings, clients, stores, routes, handlers, and
+the expiry job."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 
-from hirestream.postings import handlers
+import structlog
+from fastapi import FastAPI
+from pydantic import Field, model_validator
+
+from hirestream.postings import handlers, services
 from hirestream.postings.api import postings_router
+from hirestream.postings.domain import DEFAULT_TTL_DAYS, MAX_TTL_DAYS, ExpiryPolicy
 from hirestream.postings.services import PostingsUnitOfWork
 from hirestream.postings.store import COLLECTION, INDEXES, PostingStore
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
 from hirestream.shared.events.privacy import CANDIDATE_ERASED
+from hirestream.shared.events.types import utc_now
 from hirestream.shared.privacy import ERASURE_INDEXES, ERASURES, Erasure, ErasureLedger
 from hirestream.shared.runtime.clients import ServiceClients
 from hirestream.shared.service_layer.unit_of_work import UnitOfWork
@@ -17,11 +27,31 @@ from hirestream.shared.settings import DatabaseName, Port, ServiceSettings
 from hirestream.shared.web.app import service_app
 
 NAME = "postings"
+log = structlog.get_logger(__name__)
 
 
 class PostingsSettings(ServiceSettings):
     port: Port = 8001
     mongodb_database: DatabaseName = NAME
+    # A posting published without an end closes itself (reason `expired`) this long after; an
+    # end the employer names, on publishing or changing it, is at most the maximum ahead.
+    posting_default_ttl_days: float = Field(default=DEFAULT_TTL_DAYS, gt=0, le=3650)
+    posting_max_ttl_days: float = Field(default=MAX_TTL_DAYS, gt=0, le=3650)
+    # How often the expiry job looks for open postings past their end: how late one may close.
+    expiry_sweep_interval_s: float = Field(default=60, gt=0)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> PostingsSettings:
+        if self.posting_default_ttl_days > self.posting_max_ttl_days:
+            raise ValueError("POSTING_DEFAULT_TTL_DAYS must not exceed POSTING_MAX_TTL_DAYS")
+        return self
+
+    @property
+    def expiry(self) -> ExpiryPolicy:
+        return ExpiryPolicy(
+            default=timedelta(days=self.posting_default_ttl_days),
+            longest=timedelta(days=self.posting_max_ttl_days),
+        )
 
 
 def create_app(settings: PostingsSettings) -> FastAPI:
@@ -40,8 +70,32 @@ def create_app(settings: PostingsSettings) -> FastAPI:
         return UnitOfWork(ledger, ledger_relay, source=clients.source)
 
     clients.subscribe(handlers.subscriptions(erasures))
+
+    @asynccontextmanager
+    async def expiry(_: FastAPI) -> AsyncIterator[None]:
+        # Every replica runs it: each close is conditional on the version it read, so replicas
+        # racing close a posting once, and a run cut short leaves the rest to the next.
+        async def every_interval() -> None:
+            while True:
+                try:
+                    closed = await services.expire_postings(unit_of_work, now=utc_now())
+                    if closed:
+                        log.info("postings.expired", count=closed)
+                except Exception as error:  # database away: next round
+                    log.warning("expiry.failed", error=type(error).__name__)
+                await asyncio.sleep(settings.expiry_sweep_interval_s)
+
+        task = asyncio.create_task(every_interval(), name="posting-expiry")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     return service_app(
         clients,
-        [postings_router(unit_of_work)],
-        description="Job postings: publish, change, close and search; publishes posting.*",
+        [postings_router(unit_of_work, expiry=settings.expiry)],
+        background=expiry,
+        description="Job postings: publish, change, close and search; closes them when they "
+        "expire; publishes posting.*",
     )

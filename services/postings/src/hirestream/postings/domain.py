@@ -6,7 +6,8 @@ Pure: no I/O and no framework imports, so every rule is unit-tested without a da
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -94,6 +95,11 @@ class PostingDraft(_Input):
     skills: Skills = Field(default_factory=list)
     salary: Salary | None = None
     contact_email: EmailStr | None = None
+    expires_at: UtcDateTime | None = Field(
+        default=None,
+        description="when the posting closes itself (reason `expired`); in the future, at most "
+        "POSTING_MAX_TTL_DAYS ahead; POSTING_DEFAULT_TTL_DAYS ahead when left out",
+    )
 
 
 class PostingChanges(_Input):
@@ -101,7 +107,8 @@ class PostingChanges(_Input):
 
     A field left out stays as it is; `null` removes an optional field (`salary`,
     `contact_email`); `location` and `salary` are replaced whole. The result must again be a
-    valid posting.
+    valid posting. `expires_at` may move either way within the bounds of publishing, counted
+    from the change.
     """
 
     title: str | None = Field(default=None, min_length=3, max_length=150)
@@ -114,6 +121,7 @@ class PostingChanges(_Input):
     skills: Skills | None = None
     salary: Salary | None = None
     contact_email: EmailStr | None = None
+    expires_at: UtcDateTime | None = None
 
     @field_validator(
         "title",
@@ -124,11 +132,12 @@ class PostingChanges(_Input):
         "employment_type",
         "seniority",
         "skills",
+        "expires_at",
     )
     @classmethod
     def _not_removable(cls, value: object) -> object:
         # Runs only for fields the request names: null may remove an optional field
-        # (salary, contact_email) but not one every posting needs.
+        # (salary, contact_email) but not one every posting needs, nor make one never expire.
         if value is None:
             raise ValueError("cannot be null: every posting has it")
         return value
@@ -145,6 +154,45 @@ class PostingChanges(_Input):
 
 class PostingIsClosed(Exception):
     """A closed posting takes no more changes."""
+
+
+class ExpiryOutOfBounds(ValueError):
+    """An `expires_at` in the past, or further ahead than a posting may run."""
+
+
+DEFAULT_TTL_DAYS = 30.0
+MAX_TTL_DAYS = 90.0
+
+
+@dataclass(frozen=True)
+class ExpiryPolicy:
+    """How long a posting runs: `default` when its employer names no end; an end named must be
+    in the future and at most `longest` ahead, counted from the publish or change that names it
+    (so an employer extends a posting by changing it while it is open)."""
+
+    default: timedelta = timedelta(days=DEFAULT_TTL_DAYS)
+    longest: timedelta = timedelta(days=MAX_TTL_DAYS)
+
+    def __post_init__(self) -> None:
+        if not timedelta(0) < self.default <= self.longest:
+            raise ValueError("the default lifetime must be positive and at most the longest")
+
+    def expires_at(self, requested: datetime | None, *, now: datetime) -> datetime:
+        """The end of a posting published at `now`, as requested or by default."""
+        if requested is None:
+            return now + self.default
+        self.check(requested, now=now)
+        return requested
+
+    def check(self, requested: datetime, *, now: datetime) -> None:
+        if requested <= now:
+            raise ExpiryOutOfBounds("expires_at must be in the future")
+        if requested > now + self.longest:
+            days = self.longest / timedelta(days=1)
+            raise ExpiryOutOfBounds(f"expires_at must be at most {days:g} days ahead")
+
+
+DEFAULT_EXPIRY = ExpiryPolicy()
 
 
 class Posting(PostingDraft):
@@ -165,6 +213,11 @@ class Posting(PostingDraft):
     def is_open(self) -> bool:
         return self.status is PostingStatus.OPEN
 
+    def has_expired(self, now: datetime) -> bool:
+        """Open, but past its end: the expiry job closes it. Postings from before expiry
+        existed have no end and run until closed."""
+        return self.is_open and self.expires_at is not None and self.expires_at <= now
+
     def owned_by(self, org: str | None) -> bool:
         return org is not None and org == self.org
 
@@ -174,11 +227,21 @@ class Posting(PostingDraft):
 
     @classmethod
     def publish(
-        cls, draft: PostingDraft, *, posting_id: str, org: str, now: datetime
+        cls,
+        draft: PostingDraft,
+        *,
+        posting_id: str,
+        org: str,
+        now: datetime,
+        expiry: ExpiryPolicy = DEFAULT_EXPIRY,
     ) -> tuple[Posting, PostingCreated]:
-        """A new open posting, and the `posting.created` payload that announces it."""
+        """A new open posting, and the `posting.created` payload that announces it.
+        ExpiryOutOfBounds if the draft names an end the policy refuses."""
         posting = cls(
-            **draft.model_dump(),
+            **{
+                **draft.model_dump(),
+                "expires_at": expiry.expires_at(draft.expires_at, now=now),
+            },
             posting_id=posting_id,
             org=org,
             status=PostingStatus.OPEN,
@@ -189,12 +252,20 @@ class Posting(PostingDraft):
         return posting, PostingCreated.model_validate(posting.model_dump())
 
     def change(
-        self, changes: PostingChanges, *, now: datetime
+        self,
+        changes: PostingChanges,
+        *,
+        now: datetime,
+        expiry: ExpiryPolicy = DEFAULT_EXPIRY,
     ) -> tuple[Posting, PostingUpdated | None]:
         """The changed posting and its `posting.updated`, or itself and None if nothing
-        differs (no new version for a no-op)."""
+        differs (no new version for a no-op). ExpiryOutOfBounds for a new end the policy
+        refuses. A posting past its end that the expiry job has not closed yet is still open:
+        a change that moves its end keeps it open (whichever write comes first wins)."""
         if not self.is_open:
             raise PostingIsClosed(self.posting_id)
+        if changes.expires_at is not None:
+            expiry.check(changes.expires_at, now=now)
         merged = {**self.model_dump(), **changes.as_updates()}
         draft = PostingDraft.model_validate(
             {name: merged[name] for name in PostingDraft.model_fields}
@@ -212,6 +283,8 @@ class Posting(PostingDraft):
         return changed, PostingUpdated.model_validate(changed.model_dump())
 
     def close(self, reason: CloseReason, *, now: datetime) -> tuple[Posting, PostingClosed]:
+        """Closed for good, and the `posting.closed` that tells its employer (title and contact
+        address included) and the other services."""
         if not self.is_open:
             raise PostingIsClosed(self.posting_id)
         closed = self.model_copy(
@@ -229,8 +302,17 @@ class Posting(PostingDraft):
             reason=reason,
             version=closed.version,
             closed_at=now,
+            title=closed.title,
+            contact_email=closed.contact_email,
         )
         return closed, event
+
+    def expire(self, *, now: datetime) -> tuple[Posting, PostingClosed] | None:
+        """Closed with reason `expired` if it is past its end at `now`; None if it is not
+        (closed already, extended, or without an end)."""
+        if not self.has_expired(now):
+            return None
+        return self.close(CloseReason.EXPIRED, now=now)
 
 
 _DRAFT_FIELDS = set(PostingDraft.model_fields)

@@ -12,15 +12,19 @@ order, so a page is read straight off the index:
 - `place_newest` (location.country, city_key, created_at): `country`, and `country` + `city`;
 - `city_newest` (city_key, created_at): `city` alone;
 - `org_newest` (org, status, created_at): `org`, an employer's own postings;
+- `expiring` (status, expires_at): the expiry job's open postings past their end;
 - `outbox_due` (outbox_due_at): the outbox sweep.
 """
 
 from __future__ import annotations
 
-from pymongo import DESCENDING, IndexModel
+from datetime import datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from hirestream.postings.domain import Posting, PostingSearch, search_tokens
+from hirestream.shared.events.postings import PostingStatus
 from hirestream.shared.messaging.outbox import OUTBOX_FIELDS, OUTBOX_INDEX
 from hirestream.shared.storage.aggregates import AggregateCollection
 from hirestream.shared.storage.mongo import CollectionIndexes, Document
@@ -41,6 +45,7 @@ INDEXES = CollectionIndexes(
         ),
         IndexModel([("city_key", 1), ("created_at", DESCENDING)], name="city_newest"),
         IndexModel([("org", 1), ("status", 1), ("created_at", DESCENDING)], name="org_newest"),
+        IndexModel([("status", 1), ("expires_at", ASCENDING)], name="expiring"),
         IndexModel(OUTBOX_INDEX, name="outbox_due"),
     ],
 )
@@ -77,6 +82,18 @@ class PostingStore(AggregateCollection[Posting]):
             .to_list()
         )
         return page_of(documents, limit, "created_at", self.load)
+
+    async def expired(self, now: datetime, *, limit: int) -> list[Posting]:
+        """Open postings whose end is at or before `now`, earliest end first. Postings without
+        an end (from before expiry) never match: `$lte` on a date skips a missing or null one."""
+        query = {"status": PostingStatus.OPEN.value, "expires_at": {"$lte": now}}
+        documents = (
+            await self.collection.find(query, projection=NOT_RETURNED)
+            .sort("expires_at", ASCENDING)
+            .limit(limit)
+            .to_list()
+        )
+        return [self.load(document) for document in documents]
 
 
 def _query(search: PostingSearch) -> Document:
