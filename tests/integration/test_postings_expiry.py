@@ -17,7 +17,7 @@ import pytest
 
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
 from hirestream.shared.events.types import utc_now
-from tests.conftest import unique_db
+from tests.conftest import bearer, unique_db
 from tests.support.factories import posting_body
 from tests.support.http import assert_problem, problem_fields
 from tests.support.polling import eventually
@@ -193,13 +193,18 @@ async def test_a_posting_past_its_end_closes_itself_once(
         "Senior Backend Developer",
         "jobs@acme.example",
     )
-    # Closed for good: no more changes.
+    # Closed for good: no more changes, and no longer shown to job boards.
     patched = await expiring.patch(
         f"/postings/{posting_id}",
         json={"expires_at": (utc_now() + DAY).isoformat()},
         headers=if_match(org, '"2"'),
     )
     assert_problem(patched, 409)
+    as_job_posting = await expiring.get(
+        f"/postings/{posting_id}",
+        headers={**bearer("candidate"), "Accept": "application/ld+json"},
+    )
+    assert_problem(as_job_posting, 410)
 
 
 async def test_a_posting_shortened_by_patch_closes_itself_and_a_later_end_stays_open(

@@ -64,7 +64,7 @@ TOKENS = {
 # The headers each route sets on success (besides X-Request-ID, which every response has).
 SUCCESS_HEADERS = {
     "create_posting": {"Location", "ETag", "Idempotent-Replayed"},
-    "get_posting": {"ETag"},
+    "get_posting": {"ETag", "Vary"},
     "change_posting": {"ETag"},
     "close_posting": {"ETag"},
     "apply": {"Location", "Idempotent-Replayed"},

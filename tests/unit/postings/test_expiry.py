@@ -21,7 +21,9 @@ from hirestream.postings.domain import (
 from hirestream.postings.services import (
     EXPIRY_BATCH,
     ChangePosting,
+    NoLongerAdvertised,
     PostingsUnitOfWork,
+    advertised_posting,
     change_posting,
     expire_posting,
     expire_postings,
@@ -272,7 +274,10 @@ def test_a_posting_expires_at_its_end_not_before() -> None:
     assert posting.expires_at is not None
 
     assert posting.expire(now=posting.expires_at - timedelta(milliseconds=1)) is None
-    assert posting.expire(now=posting.expires_at) is not None
+    assert posting.is_advertised(posting.expires_at - timedelta(milliseconds=1))
+    expired = posting.expire(now=posting.expires_at)
+    assert expired is not None
+    assert not posting.is_advertised(posting.expires_at)
 
 
 def test_expiring_closes_with_reason_expired_and_tells_the_title_and_contact() -> None:
@@ -309,6 +314,7 @@ def test_closed_postings_and_postings_without_an_end_never_expire() -> None:
     assert closed_posting().expire(now=AFTER_END) is None
     legacy = without_end(open_posting())
     assert legacy.expire(now=NOW + 3650 * DAY) is None
+    assert legacy.is_advertised(NOW + 3650 * DAY)
 
 
 # --- the expiry job's use case --------------------------------------------------------------
@@ -470,3 +476,22 @@ async def test_the_job_reads_batch_after_batch(relay: RecordingRelay) -> None:
 
     assert closed == count
     assert len(postings.published()) == count
+
+
+# --- what job boards are shown --------------------------------------------------------------
+
+
+async def test_only_a_posting_taking_applications_is_advertised(
+    unit_of_work: Uow, postings: FakePostings
+) -> None:
+    running = open_posting().model_copy(update={"expires_at": utc_now() + DAY})
+    postings.put(running)
+    assert await advertised_posting(POSTING_ID, unit_of_work()) == running
+
+    postings.put(running.model_copy(update={"expires_at": utc_now() - DAY}))
+    with pytest.raises(NoLongerAdvertised):
+        await advertised_posting(POSTING_ID, unit_of_work())
+
+    postings.put(closed_posting())
+    with pytest.raises(NoLongerAdvertised):
+        await advertised_posting(POSTING_ID, unit_of_work())

@@ -1,5 +1,6 @@
 """The postings HTTP API: parse, authorise, call one use case, shape the response."""
 
+import json
 import re
 from typing import Annotated, Any
 
@@ -15,10 +16,12 @@ from hirestream.postings.domain import (
     PostingDraft,
     PostingSearch,
 )
+from hirestream.postings.jobposting import JOB_POSTING_SCHEMA, JSON_LD, job_posting
 from hirestream.postings.services import (
     ChangePosting,
     ClosePosting,
     IfMatch,
+    NoLongerAdvertised,
     PostingsUnitOfWork,
     PublishPosting,
     UnitOfWorkFactory,
@@ -113,10 +116,78 @@ def if_match_of(header: str | None) -> IfMatch | None:
     return IfMatch(frozenset(versions), any_version="*" in tags)
 
 
-def posting_response(posting: Posting) -> Response:
+def posting_response(posting: Posting, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        posting.json_bytes(), media_type="application/json", headers={"ETag": etag(posting)}
+        posting.json_bytes(),
+        media_type="application/json",
+        headers={"ETag": etag(posting), **(headers or {})},
     )
+
+
+# The representations of `GET /postings/{id}`, the default first.
+REPRESENTATIONS = ("application/json", JSON_LD)
+# Both answer at one URL: caches must keep them apart.
+VARY_ACCEPT = {"Vary": "Accept"}
+
+
+def _quality(media_range: str) -> tuple[str, float]:
+    """A media range of `Accept` and its weight; a weight that is not one (`q=x`, `q=nan`,
+    `q=2`) makes the range unacceptable rather than an error."""
+    name, *parameters = (part.strip() for part in media_range.split(";"))
+    quality = 1.0
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                quality = 0.0
+            if not 0.0 <= quality <= 1.0:  # also false for nan
+                quality = 0.0
+    return name.lower(), quality
+
+
+def negotiated(accept: str | None) -> str:
+    """The representation `Accept` prefers (RFC 9110 §12.5.1: the most specific range naming
+    each gives its quality); JSON on a tie, without the header, or when neither is acceptable
+    (a client that asks for something else still gets the default)."""
+    ranges = [_quality(item) for item in (accept or "").split(",") if item.strip()]
+
+    def quality(media_type: str) -> float:
+        kind = media_type.split("/")[0]
+        for candidate in (media_type, f"{kind}/*", "*/*"):
+            found = [q for name, q in ranges if name == candidate]
+            if found:
+                return max(found)
+        return 0.0
+
+    best = max(REPRESENTATIONS, key=quality)  # max keeps the first of equals: JSON
+    return best if quality(best) > 0 else REPRESENTATIONS[0]
+
+
+def job_posting_response(posting: Posting) -> Response:
+    # The posting's version is its ETag in either representation; Vary keeps them apart.
+    return Response(
+        json.dumps(job_posting(posting), ensure_ascii=False).encode(),
+        media_type=JSON_LD,
+        headers={"ETag": etag(posting), **VARY_ACCEPT},
+    )
+
+
+def _with_json_ld(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """The 200 of `GET /postings/{id}` in both representations (FastAPI adds the JSON one from
+    the response model)."""
+    responses[200]["content"] = {JSON_LD: {"schema": JOB_POSTING_SCHEMA}}
+    responses[200]["headers"]["Vary"] = {
+        "description": "`Accept`: the representation depends on it",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    responses[200]["description"] = (
+        "The posting (`application/json`), or, to `Accept: application/ld+json`, the open "
+        "posting as a schema.org JobPosting"
+    )
+    return responses
 
 
 def postings_router(
@@ -189,12 +260,34 @@ def postings_router(
 
     @router.get(
         "/{posting_id}",
-        summary="One posting",
-        responses=route_responses({404: NOT_FOUND}, success_headers=(ETAG,)),
+        summary="One posting; as a schema.org JobPosting to `Accept: application/ld+json`",
+        responses=_with_json_ld(
+            route_responses(
+                {
+                    404: NOT_FOUND,
+                    410: "a JobPosting was asked for, and the posting is closed or past its "
+                    "`expires_at`: no longer advertised",
+                },
+                success_headers=(ETAG,),
+            )
+        ),
         response_model=Posting,
     )
-    async def get_posting(posting_id: str, _: Authenticated, uow: Uow) -> Response:
-        return posting_response(await services.get_posting(posting_id, uow))
+    async def get_posting(
+        posting_id: str,
+        _: Authenticated,
+        uow: Uow,
+        accept: Annotated[
+            str | None,
+            Header(description=f"`{JSON_LD}` for the JobPosting; JSON otherwise"),
+        ] = None,
+    ) -> Response:
+        if negotiated(accept) != JSON_LD:
+            return posting_response(await services.get_posting(posting_id, uow), VARY_ACCEPT)
+        try:
+            return job_posting_response(await services.advertised_posting(posting_id, uow))
+        except NoLongerAdvertised as error:
+            raise Problem(410, error.detail) from error
 
     @router.patch(
         "/{posting_id}",

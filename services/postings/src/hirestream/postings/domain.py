@@ -214,9 +214,13 @@ class Posting(PostingDraft):
         return self.status is PostingStatus.OPEN
 
     def has_expired(self, now: datetime) -> bool:
-        """Open, but past its end: the expiry job closes it. Postings from before expiry
-        existed have no end and run until closed."""
+        """Open, but past its end: the expiry job closes it, and it is no longer advertised.
+        Postings from before expiry existed have no end and run until closed."""
         return self.is_open and self.expires_at is not None and self.expires_at <= now
+
+    def is_advertised(self, now: datetime) -> bool:
+        """What job boards may show: open and not past its end."""
+        return self.is_open and not self.has_expired(now)
 
     def owned_by(self, org: str | None) -> bool:
         return org is not None and org == self.org

@@ -31,6 +31,7 @@ from hirestream.shared.service_layer.errors import (
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
+    UseCaseError,
 )
 from hirestream.shared.service_layer.idempotency import IdempotentRequest, new_id
 from hirestream.shared.service_layer.unit_of_work import (
@@ -112,6 +113,10 @@ class ClosePosting:
     is_admin: bool = False
 
 
+class NoLongerAdvertised(UseCaseError):
+    """The posting exists but is no longer advertised: closed, or past its end."""
+
+
 def _invalid_expiry(error: ExpiryOutOfBounds) -> InvalidRequest:
     return InvalidRequest(str(error), field="expires_at")
 
@@ -146,6 +151,15 @@ async def get_posting(posting_id: str, uow: PostingsUnitOfWork) -> Posting:
     posting = await uow.postings.get(posting_id)
     if posting is None:
         raise NotFound(f"posting {posting_id} does not exist")
+    return posting
+
+
+async def advertised_posting(posting_id: str, uow: PostingsUnitOfWork) -> Posting:
+    """A posting as job boards may show it: open and not past its end. NoLongerAdvertised
+    otherwise (a closed posting never reopens; one past its end is about to close)."""
+    posting = await get_posting(posting_id, uow)
+    if not posting.is_advertised(utc_now()):
+        raise NoLongerAdvertised(f"posting {posting_id} is closed or past its end")
     return posting
 
 
