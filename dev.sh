@@ -43,6 +43,8 @@ uv_bin() {
 sync_venv() {
   local uv; uv="$(uv_bin)"
   "$uv" sync --frozen --quiet --python 3.11 || die "uv sync failed (is Python 3.11 installed?)"
+  # The files /docs and /asyncapi serve: built from pinned npm packages, once per lock file.
+  bash "$ROOT/shared/web-assets/build.sh"
 }
 
 jwt_secret() {

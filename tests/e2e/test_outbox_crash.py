@@ -23,7 +23,7 @@ from tests.conftest import bearer, unique_db
 from tests.support.factories import posting_body
 from tests.support.kafka import read_until
 from tests.support.processes import ServiceProcess
-from tests.support.servers import Servers, free_port
+from tests.support.servers import Servers, free_port, kafka_env
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,12 @@ async def test_killed_between_write_and_publish_the_event_appears_exactly_once(
     postings = ServiceProcess(
         name="postings",
         port=free_port(),
-        env={**base_env, "MONGODB_DATABASE": database, "OUTBOX_LEASE_S": str(LEASE_S)},
+        env={
+            **base_env,
+            **kafka_env(base_env["KAFKA_BOOTSTRAP_SERVERS"], "postings"),
+            "MONGODB_DATABASE": database,
+            "OUTBOX_LEASE_S": str(LEASE_S),
+        },
         log_path=tmp_path_factory.mktemp("crash") / "postings.log",
     )
     postings.start()

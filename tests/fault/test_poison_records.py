@@ -50,7 +50,7 @@ from tests.support.faults import (
     in_app_notifications,
     read_to_end,
 )
-from tests.support.kafka import Record
+from tests.support.kafka import POISON_HEADER, Record
 from tests.support.polling import eventually
 from tests.support.servers import Servers, kafka_client
 from tests.support.system import running_system
@@ -182,11 +182,11 @@ async def produce_poison_then_valid(bootstrap: str) -> list[Sent]:
                     (kind, poison(kind, topic, key)),
                     ("valid", valid_event(topic, key)),
                 ]:
+                    headers = [("content-type", CONTENT_TYPE.encode())]
+                    if label != "valid":
+                        headers.append((POISON_HEADER, label.encode()))
                     meta = await producer.send_and_wait(
-                        topic,
-                        value,
-                        key=key.encode(),
-                        headers=[("content-type", CONTENT_TYPE.encode())],
+                        topic, value, key=key.encode(), headers=headers
                     )
                     sent.append(Sent(topic, label, key, value, meta.partition, meta.offset))
     finally:

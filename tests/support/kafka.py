@@ -31,11 +31,16 @@ def _validator(event_type: EventType[Any]) -> Any:
     return validator_class(schema)
 
 
+# Marks the records a test makes invalid on purpose, whatever they claim to be: the topics are
+# shared by the whole session, and a later test's reader must not take them for the services'.
+POISON_HEADER = "test-poison"
+
+
 def check_against_contract(record: Record) -> None:
     """Every event a service published, as seen on the wire, must fit the contract: the
     CloudEvents envelope, the committed JSON Schema of its payload, key = subject."""
     event_type = BY_NAME.get(record.topic)
-    if event_type is None:
+    if event_type is None or POISON_HEADER in record.headers:
         return
     try:
         wire = json.loads(record.value)

@@ -81,7 +81,12 @@ _STARTED: dict[str, Servers] = {}
 
 
 def started(bootstrap: str) -> Servers | None:
-    return _STARTED.get(bootstrap)
+    """The servers a session started whose Kafka `bootstrap` names, all or some of its brokers."""
+    brokers = set(bootstrap.split(","))
+    for address, servers in _STARTED.items():
+        if brokers <= set(address.split(",")):
+            return servers
+    return None
 
 
 def passwords_in(lines: dict[str, str]) -> dict[str, str]:
