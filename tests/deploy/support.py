@@ -45,6 +45,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 # A stand-in for the JWT secret, made per run: random, so that settings which refuse
 # placeholder-looking secrets outside development accept it.
 FAKE_JWT_SECRET = secrets.token_urlsafe(48)
+FAKE_UNSUBSCRIBE_SECRET = secrets.token_urlsafe(48)
+# The secrets a service refuses to start without outside development (other services ignore
+# those they do not read).
+FAKE_SECRETS = {"jwt_secret": FAKE_JWT_SECRET, "unsubscribe_secret": FAKE_UNSUBSCRIBE_SECRET}
 
 Document = dict[str, Any]
 
@@ -160,7 +164,7 @@ class ServiceTopics:
 def topics_of(service: str) -> ServiceTopics:
     """The topics the service's clients declare (nothing connects: clients are lazy)."""
     module = importlib.import_module(f"hirestream.{service}.app")
-    settings = settings_class(service).model_validate({"jwt_secret": FAKE_JWT_SECRET})
+    settings = settings_class(service).model_validate(FAKE_SECRETS)
     app = module.create_app(settings)
     clients = app.state.clients
     try:
@@ -178,7 +182,7 @@ def topics_of(service: str) -> ServiceTopics:
 def api_paths(service: str) -> frozenset[str]:
     """The path templates of the service's HTTP API, as its OpenAPI document lists them."""
     module = importlib.import_module(f"hirestream.{service}.app")
-    settings = settings_class(service).model_validate({"jwt_secret": FAKE_JWT_SECRET})
+    settings = settings_class(service).model_validate(FAKE_SECRETS)
     app = module.create_app(settings)
     try:
         return frozenset(app.openapi()["paths"])

@@ -39,7 +39,7 @@ def test_config_is_valid() -> None:
 
 
 def test_the_secrets_compose_requires() -> None:
-    expected = {"JWT_SECRET", "KAFKA_OPERATOR_PASSWORD"} | {
+    expected = {"JWT_SECRET", "UNSUBSCRIBE_SECRET", "KAFKA_OPERATOR_PASSWORD"} | {
         f"KAFKA_{service.upper()}_PASSWORD" for service in SERVICES
     }
     assert set(compose_required_variables()) == expected

@@ -19,6 +19,7 @@ import pytest
 
 from tests.deploy.support import (
     FAKE_JWT_SECRET,
+    FAKE_UNSUBSCRIBE_SECRET,
     Document,
     Rendered,
     raw_compose_env,
@@ -58,6 +59,7 @@ ABSENT: dict[str, dict[str, str]] = {
 # Placeholders for the values Secrets hold, to check the rest of the settings validate.
 SECRET_PLACEHOLDERS = {
     "JWT_SECRET": FAKE_JWT_SECRET,
+    "UNSUBSCRIBE_SECRET": FAKE_UNSUBSCRIBE_SECRET,
     "MONGODB_URL": "mongodb://user:password@mongodb.example:27017/?replicaSet=rs0",
     "SMTP_USERNAME": "mailer",
     "SMTP_PASSWORD": "password",

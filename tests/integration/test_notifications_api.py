@@ -44,6 +44,7 @@ pytestmark = pytest.mark.integration
 Json = dict[str, Any]
 DEFAULT_CHANNELS = {
     "posting.created": ["email", "in_app"],
+    "posting.closed": ["email", "in_app"],
     "application.submitted": ["email", "in_app", "webhook"],
     "application.status_changed": ["email", "in_app", "webhook"],
 }
@@ -89,6 +90,8 @@ async def register(client: httpx.AsyncClient, org: str) -> Json:
 # --- authentication -----------------------------------------------------------------------
 
 SOME_ID = "6650f1c2e4b0a1b2c3d4e5f6"
+# Every route but POST /unsubscribe, public by design: its signed token authorises it
+# (test_notifications_unsubscribe_and_expiry.py).
 ROUTES: list[tuple[str, str, Json | None]] = [
     ("GET", "/notifications", None),
     ("POST", "/notifications/0b9e6f0e-2c61-5a53-9d3c-6b0f5d1f2a77/read", None),
@@ -101,6 +104,11 @@ ROUTES: list[tuple[str, str, Json | None]] = [
     ("GET", "/webhooks", None),
     ("DELETE", f"/webhooks/{SOME_ID}", None),
     ("GET", f"/webhooks/{SOME_ID}/deliveries", None),
+    ("GET", "/notifications/unread-count", None),
+    ("POST", "/notifications/read-all", None),
+    ("POST", f"/webhooks/{SOME_ID}/ping", None),
+    ("POST", f"/webhooks/{SOME_ID}/secret", {"secret": "whsec-8d1e5b3c9a7f2064"}),
+    ("POST", f"/webhooks/{SOME_ID}/deliveries/{SOME_ID}/redeliver", None),
 ]
 
 

@@ -29,10 +29,13 @@ from hirestream.applications.app import ApplicationsSettings
 from hirestream.applications.app import create_app as applications_app
 from hirestream.notifications.app import NotificationsSettings
 from hirestream.notifications.app import create_app as notifications_app
+from hirestream.notifications.domain import UnsubscribeScope, user_recipient
 from hirestream.postings.app import PostingsSettings
 from hirestream.postings.app import create_app as postings_app
+from hirestream.shared.events.types import utc_now
 from tests.conftest import bearer, candidate_email, client_for, settings_for, unique_db
 from tests.support.factories import posting_body
+from tests.support.notifications import UNSUBSCRIBE_SECRET, unsubscribe_links
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -102,6 +105,14 @@ EXPECTED: dict[Route, dict[Caller, int]] = {
     (N, "GET", "/webhooks"):                              row(401, 403, 403, 200, 200, 200),
     (N, "DELETE", "/webhooks/{webhook_id}"):              row(401, 403, 403, 204, 404, 404),
     (N, "GET", "/webhooks/{webhook_id}/deliveries"):      row(401, 403, 403, 200, 404, 404),
+    (N, "GET", "/notifications/unread-count"):            row(401, 200, 200, 200, 200, 200),
+    (N, "POST", "/notifications/read-all"):               row(401, 200, 200, 200, 200, 200),
+    # Public by design: the signed token in the query is what authorises it, whoever sends it.
+    (N, "POST", "/unsubscribe"):                          row(200, 200, 200, 200, 200, 200),
+    (N, "POST", "/webhooks/{webhook_id}/ping"):           row(401, 403, 403, 200, 404, 404),
+    (N, "POST", "/webhooks/{webhook_id}/secret"):         row(401, 403, 403, 200, 404, 404),
+    (N, "POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"):
+                                                          row(401, 403, 403, 200, 404, 404),
 }
 # fmt: on
 
@@ -131,6 +142,7 @@ APPLICATION_FORM = {
     "skills": ["Python", "Kafka"],
 }
 ALERT = {"skills": ["kafka"], "city": "Seattle"}
+ROTATION = {"secret": "whsec-rotated-0123456789abcdef"}
 WEBHOOK = {
     "url": "http://127.0.0.1:9/x",  # nothing listens on the discard port: deliveries fail
     "event_types": ["application.submitted"],
@@ -164,6 +176,7 @@ async def services(base_env: dict[str, str]) -> AsyncIterator[dict[str, Service]
                 mongodb_database=unique_db("authz_ntf"),
                 webhook_allow_private=True,
                 delivery_max_attempts=2,
+                unsubscribe_secret=UNSUBSCRIBE_SECRET,
             )
         ),
         P: postings_app(
@@ -301,6 +314,27 @@ async def erasure_requested(world: World) -> dict[str, str]:
     return {"candidate_id": candidate_id}
 
 
+async def unsubscribe_token(world: World) -> dict[str, str]:
+    """C1's link to stop emails about their applications, as an email of theirs carries it."""
+    scope = UnsubscribeScope(user_recipient(C1), "application.submitted")
+    return {"token": unsubscribe_links(UNSUBSCRIBE_SECRET).token(scope, now=utc_now())}
+
+
+async def failed_delivery(world: World) -> dict[str, str]:
+    """A delivery to org A's webhook that failed (nothing listens at its URL)."""
+
+    async def failed() -> str | None:
+        response = await world.client(N).get(
+            f"/webhooks/{world.ids['webhook_id']}/deliveries", headers=HEADERS[Caller.EMPLOYER]
+        )
+        assert response.status_code == 200, response.text
+        ids = [d["delivery_id"] for d in response.json()["items"] if d["status"] == "failed"]
+        return ids[0] if ids else None
+
+    delivery_id = await eventually(failed, timeout_s=60, every_s=0.5)
+    return {"webhook_id": world.ids["webhook_id"], "delivery_id": delivery_id}
+
+
 @dataclass(frozen=True)
 class Call:
     """A valid request to one route: the ids for its path (made anew for each caller where a
@@ -350,6 +384,12 @@ CALLS: dict[Route, Call] = {
     (N, "GET", "/webhooks"): Call(),
     (N, "DELETE", "/webhooks/{webhook_id}"): Call(fresh_webhook),
     (N, "GET", "/webhooks/{webhook_id}/deliveries"): Call(),
+    (N, "GET", "/notifications/unread-count"): Call(),
+    (N, "POST", "/notifications/read-all"): Call(),
+    (N, "POST", "/unsubscribe"): Call(unsubscribe_token, query=("token",)),  # again: a no-op
+    (N, "POST", "/webhooks/{webhook_id}/ping"): Call(),  # nothing listens: 200, ok false
+    (N, "POST", "/webhooks/{webhook_id}/secret"): Call(fresh_webhook, body=ROTATION),
+    (N, "POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): Call(failed_delivery),
 }
 
 

@@ -53,6 +53,7 @@ SWEPT = {400, 401, 403, 413, 422, 429, 503}
 # Documented statuses the sweep cannot reach without data, and why.
 NEEDS_DATA = {
     ("applications", "change_status", 403): "the party is checked against a stored application",
+    ("notifications", "unsubscribe", 503): "only a valid unsubscribe token reaches the database",
 }
 CANDIDATE_EMAIL = "maya.okafor@example.com"
 SOME_ID = "65f0c0ffee0123456789abcd"

@@ -17,7 +17,7 @@ import email.policy
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from hirestream.notifications.app import NotificationsSettings, create_app
 from hirestream.notifications.domain import (
     DeliveryStatus,
     Notification,
+    UnsubscribeLinks,
     WebhookRegistration,
     notification_id,
 )
@@ -54,6 +55,20 @@ from tests.support.servers import Servers
 
 T = TypeVar("T")
 Json = dict[str, Any]
+
+# The key the tests' notifications services sign unsubscribe links with, so a test can make
+# the link an email would carry (random, as outside development a placeholder is refused).
+UNSUBSCRIBE_SECRET = "Xq7" + uuid.uuid4().hex + "Zk9"
+
+
+def unsubscribe_links(secret: str = UNSUBSCRIBE_SECRET) -> UnsubscribeLinks:
+    return UnsubscribeLinks(
+        key=secret.encode(),
+        base_url="http://testserver",
+        mailto_address="unsubscribe@hirestream.dev",
+        lifetime=timedelta(days=90),
+    )
+
 
 # ------------------------------------------------------------------------------ test data
 
@@ -221,6 +236,7 @@ async def running_notifications(
     base_env: dict[str, str], database: str, **settings: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The service in this process, its lifespan (Kafka, MongoDB, the worker) running."""
+    settings = {"unsubscribe_secret": UNSUBSCRIBE_SECRET, **settings}
     app = create_app(
         settings_for(NotificationsSettings, base_env, mongodb_database=database, **settings)
     )

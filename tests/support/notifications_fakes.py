@@ -20,8 +20,10 @@ from hirestream.notifications.domain import (
     DeliveryAttempt,
     DeliveryFailed,
     DeliveryStatus,
+    ListUnsubscribe,
     Notification,
     Preferences,
+    RetiringSecret,
     Webhook,
     WebhookRegistration,
     user_recipient,
@@ -93,9 +95,39 @@ class FakeNotifications:
         newest = sorted(found, key=lambda n: (n.created_at, self._order[n.notification_id]))
         return newest[::-1]
 
-    async def inbox(self, recipient: str, *, limit: int, cursor: str | None) -> Page[Notification]:
-        found = self._newest(lambda n: n.recipient == recipient and n.in_app)
+    async def inbox(
+        self, recipient: str, *, limit: int, cursor: str | None, unread_only: bool = False
+    ) -> Page[Notification]:
+        found = self._newest(
+            lambda n: n.recipient == recipient and n.in_app and not (unread_only and n.read)
+        )
         return _page(found, lambda n: n.notification_id, limit, cursor)
+
+    def _unread(self, recipient: str) -> list[Notification]:
+        return [
+            n for n in self.stored.values() if n.recipient == recipient and n.in_app and not n.read
+        ]
+
+    async def unread_count(self, recipient: str) -> int:
+        return len(self._unread(recipient))
+
+    async def mark_all_read(self, recipient: str) -> int:
+        unread = self._unread(recipient)
+        for notification in unread:
+            self._change(notification.notification_id, read=True)
+        return len(unread)
+
+    async def take_for_redelivery(
+        self, notification_id: str, webhook_id: str, *, until: datetime
+    ) -> Notification | None:
+        found = self.stored.get(notification_id)
+        if (
+            found is None
+            or found.webhook_id != webhook_id
+            or found.status is not DeliveryStatus.FAILED
+        ):
+            return None
+        return self._change(notification_id, status=DeliveryStatus.PENDING, delivery_due_at=until)
 
     async def deliveries(
         self, webhook_id: str, *, limit: int, cursor: str | None
@@ -263,6 +295,22 @@ class FakeWebhooks:
             self.webhooks.remove(found)
         return found is not None
 
+    async def replace_secret(
+        self,
+        owner: str,
+        webhook_id: str,
+        *,
+        expected: str,
+        secret: str,
+        retiring: list[RetiringSecret],
+    ) -> Webhook | None:
+        found = await self.by_id(webhook_id)
+        if found is None or found.owner != owner or found.secret != expected:
+            return None
+        rotated = found.model_copy(update={"secret": secret, "previous_secrets": retiring})
+        self.webhooks[self.webhooks.index(found)] = rotated
+        return rotated
+
     async def subscribed(self, kind: str, orgs: set[str]) -> list[Webhook]:
         return [
             w for w in self.webhooks if kind in w.event_types and (w.org is None or w.org in orgs)
@@ -401,10 +449,13 @@ class FakeMailer:
         self.takes_s = takes_s
         self.tries = 0
         self.sent: list[tuple[str, str, str]] = []
+        self.unsubscribe: list[ListUnsubscribe | None] = []  # each sent message's links
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def send(self, to: str, title: str, body: str) -> None:
+    async def send(
+        self, to: str, title: str, body: str, unsubscribe: ListUnsubscribe | None = None
+    ) -> None:
         self.tries += 1
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -413,20 +464,25 @@ class FakeMailer:
             if self.always_fail or self.tries <= self.fail_first:
                 raise DeliveryFailed("smtp: SMTPRecipientsRefused")
             self.sent.append((to, title, body))
+            self.unsubscribe.append(unsubscribe)
         finally:
             self.in_flight -= 1
 
 
 class FakeWebhookPoster:
-    """Answers 500 to the first `fail_first` posts (all with `always_fail`), then 200."""
+    """Answers 500 to the first `fail_first` posts (all with `always_fail`), then 200.
+    `posts` holds each post's url, current secret and payload; `signed_with` every secret
+    each post was signed with."""
 
     def __init__(self, *, fail_first: int = 0, always_fail: bool = False) -> None:
         self.fail_first = fail_first
         self.always_fail = always_fail
         self.posts: list[tuple[str, str, bytes]] = []
+        self.signed_with: list[list[str]] = []
 
-    async def send(self, url: str, secret: str, payload: bytes) -> int:
-        self.posts.append((url, secret, payload))
+    async def send(self, url: str, secrets: Sequence[str], payload: bytes) -> int:
+        self.posts.append((url, secrets[0], payload))
+        self.signed_with.append(list(secrets))
         if self.always_fail or len(self.posts) <= self.fail_first:
             raise DeliveryFailed("webhook answered 500")
         return 200

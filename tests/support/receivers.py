@@ -18,7 +18,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 SIGNATURE_HEADER = "x-hirestream-signature"
-_SIGNATURE = re.compile(r"t=(\d+),v1=([0-9a-f]{64})")
+# `t=<unix>` then one `v1=<hex>` per secret the sender signs with (two while it rotates).
+_SIGNATURE = re.compile(r"t=(\d+)((?:,v1=[0-9a-f]{64})+)")
 # A receiver refuses signatures older or newer than this, so a captured request cannot be
 # replayed later (the usual rule for signed webhooks).
 TOLERANCE_S = 300
@@ -33,15 +34,24 @@ _REASONS = {
 
 
 def signature_verifies(header: str | None, body: bytes, secret: str) -> bool:
-    """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the secret>`, recent enough."""
+    """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>" with a secret>[,v1=…]`, recent enough,
+    one of whose `v1` is made with the secret this receiver holds."""
     match = _SIGNATURE.fullmatch(header or "")
     if match is None:
         return False
-    timestamp, received = match.groups()
+    timestamp, signatures = match.groups()
     if abs(time.time() - int(timestamp)) > TOLERANCE_S:
         return False
     expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return hmac.compare_digest(expected.hexdigest(), received)
+    received = [part.removeprefix("v1=") for part in signatures.split(",") if part]
+    # Every one compared, so the time taken does not say which matched.
+    matches = [hmac.compare_digest(expected.hexdigest(), one) for one in received]
+    return any(matches)
+
+
+def signatures_in(header: str | None) -> int:
+    """How many `v1` signatures a header carries (one per secret the sender signs with)."""
+    return (header or "").count(",v1=")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from hirestream.notifications.domain import (
     APPLICATION_STATUS_CHANGED,
     APPLICATION_SUBMITTED,
     MATCH_ALL,
+    POSTING_CLOSED,
     POSTING_CREATED,
     AlertCriteria,
     ApplicationFacts,
@@ -163,6 +164,7 @@ def test_notification_id_differs_per_event_recipient_and_channel() -> None:
     ("kind", "wanted"),
     [
         (POSTING_CREATED, {IN_APP, EMAIL}),
+        (POSTING_CLOSED, {IN_APP, EMAIL}),
         (APPLICATION_SUBMITTED, {IN_APP, EMAIL, WEBHOOK}),
         (APPLICATION_STATUS_CHANGED, {IN_APP, EMAIL, WEBHOOK}),
     ],
@@ -179,6 +181,7 @@ def test_an_override_replaces_the_channels_of_its_kind_only() -> None:
     assert preferences.wants(APPLICATION_STATUS_CHANGED, EMAIL)
     assert preferences.effective() == {
         POSTING_CREATED: [EMAIL, IN_APP],
+        POSTING_CLOSED: [EMAIL, IN_APP],
         APPLICATION_SUBMITTED: [IN_APP],
         APPLICATION_STATUS_CHANGED: [EMAIL, IN_APP, WEBHOOK],
     }

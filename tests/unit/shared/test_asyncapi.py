@@ -29,7 +29,8 @@ def clients_of(service: str) -> ServiceClients:
         and issubclass(value, ServiceSettings)
         and value.__module__ == module.__name__
     )
-    app = module.create_app(settings_class.model_validate({"jwt_secret": JWT_SECRET}))
+    secrets = {"jwt_secret": JWT_SECRET, "unsubscribe_secret": JWT_SECRET}  # others ignore it
+    app = module.create_app(settings_class.model_validate(secrets))
     clients: ServiceClients = app.state.clients
     return clients
 

@@ -1,5 +1,11 @@
-"""The notifications HTTP API: inbox, preferences, job alerts and webhooks."""
+"""The notifications HTTP API: inbox, preferences, unsubscribe, job alerts and webhooks.
 
+Every route needs a bearer token except `POST /unsubscribe`: mail apps call it for the person
+who clicked their unsubscribe button, without a login, and its signed token is what authorises
+it (`PUBLIC_ROUTES`; tests/security/test_authorization_matrix.py plays it without a token).
+"""
+
+from datetime import timedelta
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Body, Depends, Query, Response
@@ -12,12 +18,15 @@ from hirestream.notifications.domain import (
     DeliveryAttempt,
     Notification,
     Preferences,
+    SecretRotation,
+    UnsubscribeLinks,
+    UnsubscribeScope,
     Webhook,
     WebhookRegistration,
 )
-from hirestream.notifications.services import NotificationsUnitOfWork
+from hirestream.notifications.services import NotificationsUnitOfWork, PingResult, WebhookPoster
 from hirestream.shared.events.notifications import Channel
-from hirestream.shared.events.types import UtcDateTime
+from hirestream.shared.events.types import UtcDateTime, utc_now
 from hirestream.shared.identity import Principal, Role
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.web.auth import Authenticated, require_role
@@ -27,6 +36,13 @@ Candidate = Annotated[Principal, require_role(Role.CANDIDATE)]
 EmployerOrAdmin = Annotated[Principal, require_role(Role.EMPLOYER, Role.ADMIN)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
+UnreadOnly = Annotated[bool, Query(description="only the items not yet marked read")]
+UnsubscribeToken = Annotated[
+    str, Query(min_length=1, max_length=2000, description="the token of the email's link")
+]
+
+# Routes without a bearer token, by design: their own credential authorises them.
+PUBLIC_ROUTES = frozenset({("POST", "/unsubscribe")})
 
 INVALID_PAGE = "invalid limit or cursor, named in `errors`"
 NOT_CANDIDATE = "the caller is not a candidate"
@@ -59,6 +75,14 @@ WEBHOOK_EXAMPLES: dict[str, Any] = {
             "event_types": ["application.submitted", "application.status_changed"],
             "secret": "whsec-4f9c2a7e1b8d3f60",
         },
+    }
+}
+
+
+ROTATION_EXAMPLES: dict[str, Any] = {
+    "rotate": {
+        "summary": "A new secret; the former one keeps signing for WEBHOOK_ROTATION_OVERLAP_S",
+        "value": {"secret": "whsec-8d1e5b3c9a7f2064"},
     }
 }
 
@@ -100,17 +124,65 @@ class AlertView(AlertCriteria):
         return cls.model_validate(alert.model_dump())
 
 
+class UnreadCount(BaseModel):
+    unread: int
+
+
+class MarkedRead(BaseModel):
+    marked_read: int
+
+
+class Unsubscribed(BaseModel):
+    """What the token turned off: email of this kind (the other channels stay as chosen)."""
+
+    kind: str
+    email: bool = False
+
+    @classmethod
+    def of(cls, scope: UnsubscribeScope) -> Self:
+        return cls(kind=scope.kind)
+
+
 class WebhookView(BaseModel):
-    """A registration as shown back: never with its secret."""
+    """A registration as shown back: never with its secrets."""
 
     webhook_id: str
     url: str
     event_types: list[str]
     created_at: UtcDateTime
+    # After a rotation: until when the former secret still signs deliveries, besides the new.
+    previous_secret_valid_until: UtcDateTime | None = None
 
     @classmethod
     def of(cls, webhook: Webhook) -> Self:
-        return cls.model_validate(webhook, from_attributes=True)
+        return cls(
+            webhook_id=webhook.webhook_id,
+            url=webhook.url,
+            event_types=webhook.event_types,
+            created_at=webhook.created_at,
+            previous_secret_valid_until=webhook.previous_valid_until(utc_now()),
+        )
+
+
+class Ping(BaseModel):
+    """How the receiver answered the test event."""
+
+    event_id: str
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: float | None
+
+    @classmethod
+    def of(cls, result: PingResult) -> Self:
+        attempt = result.attempt
+        return cls(
+            event_id=result.event_id,
+            ok=attempt.ok,
+            status_code=attempt.status_code,
+            error=attempt.error,
+            duration_ms=attempt.duration_ms,
+        )
 
 
 class Delivery(BaseModel):
@@ -134,7 +206,13 @@ class Delivery(BaseModel):
 
 
 def notifications_router(
-    unit_of_work: services.UnitOfWorkFactory, *, allow_private_webhooks: bool
+    unit_of_work: services.UnitOfWorkFactory,
+    *,
+    allow_private_webhooks: bool,
+    unsubscribe_links: UnsubscribeLinks,
+    webhook_poster: WebhookPoster,
+    secret_overlap: timedelta,
+    redelivery_lease: timedelta,
 ) -> APIRouter:
     router = APIRouter()
     Uow = Annotated[NotificationsUnitOfWork, Depends(unit_of_work)]
@@ -142,13 +220,36 @@ def notifications_router(
     @router.get(
         "/notifications",
         tags=["inbox"],
-        summary="The caller's inbox, newest first",
+        summary="The caller's inbox, newest first (`unread=true`: the unread items only)",
         responses=route_responses({422: INVALID_PAGE}),
     )
     async def inbox(
-        caller: Authenticated, uow: Uow, limit: Limit = 20, cursor: Cursor = None
+        caller: Authenticated,
+        uow: Uow,
+        limit: Limit = 20,
+        cursor: Cursor = None,
+        unread: UnreadOnly = False,
     ) -> Page[InboxItem]:
-        return (await services.inbox(caller, uow, limit=limit, cursor=cursor)).map(InboxItem.of)
+        page = await services.inbox(caller, uow, limit=limit, cursor=cursor, unread_only=unread)
+        return page.map(InboxItem.of)
+
+    @router.get(
+        "/notifications/unread-count",
+        tags=["inbox"],
+        summary="How many items of the caller's inbox are unread",
+        responses=route_responses(),
+    )
+    async def unread_count(caller: Authenticated, uow: Uow) -> UnreadCount:
+        return UnreadCount(unread=await services.unread_count(caller, uow))
+
+    @router.post(
+        "/notifications/read-all",
+        tags=["inbox"],
+        summary="Mark every item of the caller's inbox read; says how many were unread",
+        responses=route_responses(write=True),
+    )
+    async def mark_all_read(caller: Authenticated, uow: Uow) -> MarkedRead:
+        return MarkedRead(marked_read=await services.mark_all_read(caller, uow))
 
     @router.post(
         "/notifications/{notification_id}/read",
@@ -184,6 +285,24 @@ def notifications_router(
         uow: Uow,
     ) -> PreferencesView:
         return PreferencesView.of(await services.choose_preferences(caller, body, uow))
+
+    @router.post(
+        "/unsubscribe",
+        tags=["preferences"],
+        summary="One-click unsubscribe (RFC 8058): no login, the link's signed token decides",
+        description="The URL of an email's `List-Unsubscribe` header. Turns email of that "
+        "email's kind off for its recipient; the other channels stay as they were. Needs no "
+        "bearer token (mail apps send it): the token is signed by the service and expires "
+        "(`UNSUBSCRIBE_TOKEN_TTL_S`). Sending it again changes nothing more.",
+        responses=route_responses(
+            {422: "the token is missing, malformed, changed or expired (named in `errors`)"},
+            authenticated=False,
+            write=True,
+        ),
+    )
+    async def unsubscribe(token: UnsubscribeToken, uow: Uow) -> Unsubscribed:
+        scope = await services.unsubscribe(token, uow, links=unsubscribe_links)
+        return Unsubscribed.of(scope)
 
     @router.post(
         "/alerts",
@@ -306,5 +425,67 @@ def notifications_router(
     ) -> Page[Delivery]:
         page = await services.deliveries_of(caller, webhook_id, uow, limit=limit, cursor=cursor)
         return page.map(Delivery.of)
+
+    @router.post(
+        "/webhooks/{webhook_id}/ping",
+        tags=["webhooks"],
+        summary="Send a signed `webhook.ping` now; answers with the receiver's status",
+        responses=route_responses({403: NOT_EMPLOYER_OR_ADMIN, 404: WEBHOOK_NOT_FOUND}, write=True),
+    )
+    async def ping_webhook(webhook_id: str, caller: EmployerOrAdmin, uow: Uow) -> Ping:
+        result = await services.ping_webhook(caller, webhook_id, uow, poster=webhook_poster)
+        return Ping.of(result)
+
+    @router.post(
+        "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+        tags=["webhooks"],
+        summary="Send a failed delivery again (the same event id), recorded as a new attempt",
+        responses=route_responses(
+            {
+                403: NOT_EMPLOYER_OR_ADMIN,
+                404: "no webhook with this id among the caller's, or no such delivery of it",
+                409: "the delivery has not failed (it is pending, being sent, or delivered)",
+            },
+            write=True,
+        ),
+    )
+    async def redeliver(
+        webhook_id: str, delivery_id: str, caller: EmployerOrAdmin, uow: Uow
+    ) -> Delivery:
+        delivery = await services.redeliver(
+            caller,
+            webhook_id,
+            delivery_id,
+            uow,
+            poster=webhook_poster,
+            lease=redelivery_lease,
+        )
+        return Delivery.of(delivery)
+
+    @router.post(
+        "/webhooks/{webhook_id}/secret",
+        tags=["webhooks"],
+        summary="Rotate the secret; the former one keeps signing for the overlap",
+        responses=route_responses(
+            {
+                403: NOT_EMPLOYER_OR_ADMIN,
+                404: WEBHOOK_NOT_FOUND,
+                409: "another rotation changed the secret meanwhile",
+                422: "a secret shorter than 16 characters, or one already in use",
+            },
+            write=True,
+            json_body=True,
+        ),
+    )
+    async def rotate_webhook_secret(
+        webhook_id: str,
+        body: Annotated[SecretRotation, Body(openapi_examples=ROTATION_EXAMPLES)],
+        caller: EmployerOrAdmin,
+        uow: Uow,
+    ) -> WebhookView:
+        webhook = await services.rotate_webhook_secret(
+            caller, webhook_id, body.secret, uow, overlap=secret_overlap
+        )
+        return WebhookView.of(webhook)
 
     return router

@@ -3,16 +3,20 @@ worker, routes and handlers."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
+import structlog
 from fastapi import FastAPI
-from pydantic import EmailStr, Field, SecretStr
+from pydantic import EmailStr, Field, SecretStr, model_validator
 
 from hirestream.notifications import handlers
 from hirestream.notifications.api import notifications_router
 from hirestream.notifications.delivery import SEND_CONCURRENCY, DeliverySchedule, DeliveryWorker
+from hirestream.notifications.domain import UnsubscribeLinks
 from hirestream.notifications.email import SmtpMailer
 from hirestream.notifications.services import NotificationsUnitOfWork
 from hirestream.notifications.store import (
@@ -33,10 +37,18 @@ from hirestream.shared.events.privacy import CANDIDATE_ERASED
 from hirestream.shared.privacy import ERASURE_INDEXES, ERASURES, Erasure, ErasureLedger
 from hirestream.shared.runtime.clients import ServiceClients
 from hirestream.shared.service_layer.unit_of_work import UnitOfWork
-from hirestream.shared.settings import DatabaseName, Port, ServiceSettings
+from hirestream.shared.settings import (
+    DatabaseName,
+    Environment,
+    Port,
+    ServiceSettings,
+    looks_like_placeholder,
+)
 from hirestream.shared.web.app import service_app
 
 NAME = "notifications"
+
+log = structlog.get_logger(__name__)
 
 
 class NotificationsSettings(ServiceSettings):
@@ -53,6 +65,49 @@ class NotificationsSettings(ServiceSettings):
     delivery_max_attempts: int = Field(default=5, ge=1, le=20)
     delivery_backoff_initial_s: float = Field(default=1.0, gt=0)
     delivery_backoff_max_s: float = Field(default=60.0, gt=0)
+    # After a rotation the former webhook secret signs deliveries too, for this long.
+    webhook_rotation_overlap_s: float = Field(default=24 * 3600, ge=0, le=30 * 24 * 3600)
+    # Signs the one-click unsubscribe links of emails. Required outside development, where an
+    # unset one is made up per process (links from before a restart are then refused).
+    unsubscribe_secret: SecretStr | None = None
+    unsubscribe_token_ttl_s: int = Field(default=90 * 24 * 3600, ge=3600)
+    # Where `POST /unsubscribe` is reached from the outside (the links in emails start so).
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8003", pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
+    )
+    # The mailto of List-Unsubscribe, for mail apps without one-click: a mailbox someone reads.
+    unsubscribe_mailto: EmailStr = "unsubscribe@hirestream.dev"
+
+    @model_validator(mode="after")
+    def _unsubscribe_key(self) -> NotificationsSettings:
+        development = self.environment is Environment.DEVELOPMENT
+        if self.unsubscribe_secret is None:
+            if not development:
+                raise ValueError("UNSUBSCRIBE_SECRET must be set outside ENVIRONMENT=development")
+            return self
+        secret = self.unsubscribe_secret.get_secret_value()
+        if len(secret) < 32:
+            raise ValueError("UNSUBSCRIBE_SECRET must be at least 32 characters")
+        if not development and looks_like_placeholder(secret):
+            raise ValueError(
+                "UNSUBSCRIBE_SECRET looks like a placeholder; outside ENVIRONMENT=development it "
+                "must be a random value (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    def unsubscribe_links(self) -> UnsubscribeLinks:
+        if self.unsubscribe_secret is None:
+            log.warning("unsubscribe.key_per_process", why="UNSUBSCRIBE_SECRET is not set")
+            key = secrets.token_bytes(32)
+        else:
+            key = self.unsubscribe_secret.get_secret_value().encode()
+        return UnsubscribeLinks(
+            key=key,
+            base_url=self.public_base_url,
+            mailto_address=str(self.unsubscribe_mailto),
+            lifetime=timedelta(seconds=self.unsubscribe_token_ttl_s),
+        )
 
 
 def create_app(settings: NotificationsSettings) -> FastAPI:
@@ -85,18 +140,22 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         start_tls=settings.smtp_starttls,
         pool_size=SEND_CONCURRENCY,
     )
+    poster = WebhookSender(http, allow_private=settings.webhook_allow_private)
+    unsubscribe_links = settings.unsubscribe_links()
+    schedule = DeliverySchedule(
+        max_attempts=settings.delivery_max_attempts,
+        initial_backoff_s=settings.delivery_backoff_initial_s,
+        max_backoff_s=settings.delivery_backoff_max_s,
+    )
     worker = DeliveryWorker(
         notifications,
         mailer,
-        WebhookSender(http, allow_private=settings.webhook_allow_private),
+        poster,
         webhooks.by_id,
         clients.publish,
         source=clients.source,
-        schedule=DeliverySchedule(
-            max_attempts=settings.delivery_max_attempts,
-            initial_backoff_s=settings.delivery_backoff_initial_s,
-            max_backoff_s=settings.delivery_backoff_max_s,
-        ),
+        schedule=schedule,
+        unsubscribe=unsubscribe_links,
     )
 
     def unit_of_work() -> NotificationsUnitOfWork:
@@ -129,7 +188,16 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
 
     return service_app(
         clients,
-        [notifications_router(unit_of_work, allow_private_webhooks=settings.webhook_allow_private)],
+        [
+            notifications_router(
+                unit_of_work,
+                allow_private_webhooks=settings.webhook_allow_private,
+                unsubscribe_links=unsubscribe_links,
+                webhook_poster=poster,
+                secret_overlap=timedelta(seconds=settings.webhook_rotation_overlap_s),
+                redelivery_lease=schedule.lease,
+            )
+        ],
         description="Tells people and services what happened: inbox, email, webhooks, alerts.",
         background=delivery,
     )

@@ -44,10 +44,14 @@ from hirestream.notifications.domain import (
     DeliveryFailed,
     DeliveryImpossible,
     DeliveryStatus,
+    ListUnsubscribe,
     Notification,
+    UnsubscribeLinks,
+    UnsubscribeScope,
     Webhook,
     backoff_s,
 )
+from hirestream.notifications.services import WebhookPoster
 from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.events.notifications import Channel, DeliveryOutcome
 from hirestream.shared.events.types import utc_now
@@ -58,11 +62,9 @@ log = structlog.get_logger(__name__)
 
 
 class Mailer(Protocol):
-    async def send(self, to: str, title: str, body: str) -> None: ...
-
-
-class WebhookPoster(Protocol):
-    async def send(self, url: str, secret: str, payload: bytes) -> int: ...
+    async def send(
+        self, to: str, title: str, body: str, unsubscribe: ListUnsubscribe | None = None
+    ) -> None: ...
 
 
 class DeliveryQueue(Protocol):
@@ -137,10 +139,12 @@ class DeliveryWorker:
         *,
         source: str,
         schedule: DeliverySchedule | None = None,
+        unsubscribe: UnsubscribeLinks | None = None,
         poll_interval_s: float = 1.0,
         max_poll_interval_s: float = 15.0,
     ) -> None:
         self.queue = queue
+        self.unsubscribe = unsubscribe  # the links every email carries (none in some tests)
         self.mailer = mailer
         self.webhooks = webhooks
         self.find_webhook = find_webhook
@@ -291,7 +295,7 @@ class DeliveryWorker:
         try:
             status_code = await self._send(notification)
         except DeliveryFailed as failure:
-            error = str(failure)
+            error, status_code = str(failure), failure.status_code
             final = isinstance(failure, DeliveryImpossible)
         attempt = DeliveryAttempt(
             number=number,
@@ -355,13 +359,15 @@ class DeliveryWorker:
         if notification.channel is Channel.EMAIL:
             if notification.email is None:
                 raise DeliveryImpossible("no address to send to (erased)")
+            scope = UnsubscribeScope(notification.recipient, notification.kind)
+            links = self.unsubscribe.links(scope, now=utc_now()) if self.unsubscribe else None
             await self.mailer.send(
-                notification.email, notification.title or "", notification.body or ""
+                notification.email, notification.title or "", notification.body or "", links
             )
             return None
         webhook = await self.find_webhook(notification.webhook_id or "")
         if webhook is None:
             raise DeliveryImpossible("the webhook was deleted")
         return await self.webhooks.send(
-            webhook.url, webhook.secret, (notification.payload or "").encode()
+            webhook.url, webhook.signing_secrets(utc_now()), (notification.payload or "").encode()
         )

@@ -7,15 +7,19 @@ notifications one event causes); the store makes each of them exactly once, keye
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
+import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
@@ -24,14 +28,20 @@ from hirestream.shared.events.applications import (
     ApplicationStatusChanged,
     ApplicationSubmitted,
 )
-from hirestream.shared.events.envelope import CloudEvent
+from hirestream.shared.events.envelope import CloudEvent, EventType
 from hirestream.shared.events.notifications import (
     NOTIFICATION_DELIVERED,
     Channel,
     DeliveryOutcome,
     NotificationDelivered,
 )
-from hirestream.shared.events.postings import PostingCreated, Seniority, Workplace
+from hirestream.shared.events.postings import (
+    CloseReason,
+    PostingClosed,
+    PostingCreated,
+    Seniority,
+    Workplace,
+)
 from hirestream.shared.events.privacy import ERASED_EMAIL
 from hirestream.shared.events.types import (
     NonNegativeInt64,
@@ -41,9 +51,14 @@ from hirestream.shared.events.types import (
 from hirestream.shared.identity import Principal, Role
 
 POSTING_CREATED = "posting.created"
+POSTING_CLOSED = "posting.closed"
 APPLICATION_SUBMITTED = "application.submitted"
 APPLICATION_STATUS_CHANGED = "application.status_changed"
-EVENT_KINDS = (POSTING_CREATED, APPLICATION_SUBMITTED, APPLICATION_STATUS_CHANGED)
+# The kinds people are told of, each with its own channel preferences.
+EVENT_KINDS = (POSTING_CREATED, POSTING_CLOSED, APPLICATION_SUBMITTED, APPLICATION_STATUS_CHANGED)
+# The event types a webhook may subscribe to. Not `posting.closed`: only an expiry is told (to
+# the inbox and by email), and a webhook subscribed to it would expect every close.
+WEBHOOK_EVENT_TYPES = (POSTING_CREATED, APPLICATION_SUBMITTED, APPLICATION_STATUS_CHANGED)
 
 _NAMESPACE = uuid.UUID("5d0c1c35-4f3a-4b7e-9a34-6c1f2e0b7a10")
 
@@ -80,6 +95,7 @@ def org_recipient(org: str) -> str:
 
 DEFAULT_CHANNELS: Mapping[str, frozenset[Channel]] = {
     POSTING_CREATED: frozenset({Channel.IN_APP, Channel.EMAIL}),
+    POSTING_CLOSED: frozenset({Channel.IN_APP, Channel.EMAIL}),
     APPLICATION_SUBMITTED: frozenset({Channel.IN_APP, Channel.EMAIL, Channel.WEBHOOK}),
     APPLICATION_STATUS_CHANGED: frozenset({Channel.IN_APP, Channel.EMAIL, Channel.WEBHOOK}),
 }
@@ -108,6 +124,12 @@ class Preferences(BaseModel):
         return {
             kind: sorted(self.channels.get(kind, DEFAULT_CHANNELS[kind])) for kind in EVENT_KINDS
         }
+
+    def without(self, kind: str, channel: Channel) -> Preferences:
+        """These preferences with `channel` turned off for `kind`, the kind's other channels
+        as they were (its defaults, when it had no choice of its own)."""
+        kept = [c for c in self.effective()[kind] if c is not channel]
+        return Preferences(channels={**self.channels, kind: kept})
 
 
 # ------------------------------------------------------------------------------ alerts
@@ -326,16 +348,144 @@ def plan_status_changed(
     return planned
 
 
+def plan_posting_expired(
+    closed: PostingClosed,
+    remembered_title: str | None,
+    preferences: Mapping[str, Preferences],
+) -> list[PlannedNotification]:
+    """The employer org learns that its posting expired: in-app, and by email when the event
+    names the posting's contact address. Other closes are the employer's own doing (filled,
+    cancelled): nobody is told of them."""
+    if closed.reason is not CloseReason.EXPIRED:
+        return []
+    about = closed.title or remembered_title or f"posting {closed.posting_id}"
+    employer = org_recipient(closed.org)
+    return [
+        PlannedNotification(
+            employer,
+            channel,
+            f"Your posting expired: {about}",
+            "It no longer takes applications. Publish it again if the role is still open.",
+            address,
+        )
+        for channel, address in _channels(
+            employer, POSTING_CLOSED, preferences, email=closed.contact_email
+        )
+    ]
+
+
+# ------------------------------------------------------------------------- unsubscribe
+
+
+class InvalidUnsubscribeToken(ValueError):
+    """An unsubscribe token that is malformed, does not verify, or expired; the message says
+    which, never the token."""
+
+
+@dataclass(frozen=True)
+class UnsubscribeScope:
+    """What one unsubscribe link turns off: email of one kind, for one recipient."""
+
+    recipient: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class ListUnsubscribe:
+    """The two ways of refusing an email, as its List-Unsubscribe header offers them."""
+
+    url: str  # POST here, without login (RFC 8058 one-click)
+    mailto: str
+
+
+_LINK_FORMAT = "u1"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class UnsubscribeLinks:
+    """Signs and reads unsubscribe tokens: `u1.<claims>.<mac>`, the claims (recipient, kind,
+    expiry in unix seconds) as base64url JSON, the MAC an HMAC-SHA256 of the version and the
+    claims with the service's key. Only the token authorises its one change, so it must be
+    unforgeable and expire."""
+
+    key: bytes = field(repr=False)
+    base_url: str
+    mailto_address: str
+    lifetime: timedelta
+
+    def token(self, scope: UnsubscribeScope, *, now: datetime) -> str:
+        expires = int((now + self.lifetime).timestamp())
+        claims = json.dumps(
+            {"r": scope.recipient, "k": scope.kind, "x": expires},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+        signed = f"{_LINK_FORMAT}.{_b64(claims.encode())}"
+        return f"{signed}.{self._mac(signed)}"
+
+    def read(self, token: str, *, now: datetime) -> UnsubscribeScope:
+        """The scope a token grants; InvalidUnsubscribeToken if it is not one of ours, was
+        changed, or expired."""
+        version, _, rest = token.partition(".")
+        claims_part, _, mac = rest.partition(".")
+        if version != _LINK_FORMAT or not claims_part or not mac:
+            raise InvalidUnsubscribeToken("the token is malformed")
+        if not hmac.compare_digest(mac.encode(), self._mac(f"{version}.{claims_part}").encode()):
+            raise InvalidUnsubscribeToken("the token does not verify")
+        try:
+            claims = json.loads(_unb64(claims_part))
+            scope = UnsubscribeScope(recipient=str(claims["r"]), kind=str(claims["k"]))
+            expires = int(claims["x"])
+        except (ValueError, TypeError, KeyError, binascii.Error) as error:
+            raise InvalidUnsubscribeToken("the token is malformed") from error
+        if expires <= now.timestamp():
+            raise InvalidUnsubscribeToken("the unsubscribe link expired")
+        if scope.kind not in EVENT_KINDS:
+            raise InvalidUnsubscribeToken("the token names no kind of notification")
+        return scope
+
+    def links(self, scope: UnsubscribeScope, *, now: datetime) -> ListUnsubscribe:
+        token = self.token(scope, now=now)
+        return ListUnsubscribe(
+            url=f"{self.base_url.rstrip('/')}/unsubscribe?token={quote(token, safe='')}",
+            mailto=f"mailto:{self.mailto_address}?subject=unsubscribe",
+        )
+
+    def _mac(self, signed: str) -> str:
+        return _b64(hmac.new(self.key, signed.encode(), hashlib.sha256).digest())
+
+
 # ---------------------------------------------------------------------------- webhooks
 
 
 SIGNATURE_HEADER = "X-Hirestream-Signature"
+# Secrets a rotation keeps valid besides the current one, at most: each adds a `v1=` to every
+# delivery's signature header.
+MAX_RETIRING_SECRETS = 3
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (docs/api.md, "Webhooks")."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
+    return sign_all([secret], timestamp, body)
+
+
+def sign_all(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
+    """One `v1=` per valid secret, the current one first: `t=<unix>,v1=<new>,v1=<old>`. A
+    receiver accepts the request if any of them verifies with the secret it holds, so it may
+    switch to a new secret at any time during the overlap."""
+    signed = f"{timestamp}.".encode() + body
+    signatures = [
+        f"v1={hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()}" for secret in secrets
+    ]
+    return ",".join([f"t={timestamp}", *signatures])
 
 
 # IPv6 forms that carry an IPv4 address a gateway or the host itself may turn into an IPv4
@@ -384,10 +534,18 @@ class WebhookRegistration(BaseModel):
     @field_validator("event_types")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(EVENT_KINDS))
+        unknown = sorted(set(value) - set(WEBHOOK_EVENT_TYPES))
         if unknown:
-            raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_KINDS)}")
+            raise ValueError(f"unknown event types {unknown}; known: {list(WEBHOOK_EVENT_TYPES)}")
         return sorted(set(value))
+
+
+class SecretRotation(BaseModel):
+    """The body of `POST /webhooks/{webhook_id}/secret`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: str = Field(min_length=16, max_length=200)
 
 
 def inbox_of(caller: Principal) -> str:
@@ -409,6 +567,16 @@ def webhook_owner(caller: Principal) -> str:
 
 class DeliveryFailed(Exception):
     """This attempt did not deliver; the message says why (no addresses, no content)."""
+
+    status_code: int | None = None
+
+
+class WebhookRefused(DeliveryFailed):
+    """The receiver answered, with a status other than 2xx."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"webhook answered {status_code}")
+        self.status_code = status_code
 
 
 class DeliveryImpossible(DeliveryFailed):
@@ -508,8 +676,17 @@ class Alert(AlertCriteria):
     created_at: UtcDateTime
 
 
+class RetiringSecret(BaseModel):
+    """A webhook's former secret, still signing deliveries until `valid_until`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    secret: str
+    valid_until: UtcDateTime
+
+
 class Webhook(WebhookRegistration):
-    """A webhook registration, as stored (its secret included: never shown back)."""
+    """A webhook registration, as stored (its secrets included: never shown back)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -517,6 +694,43 @@ class Webhook(WebhookRegistration):
     owner: str
     org: str | None  # None for an admin's webhook: it receives every org's events
     created_at: UtcDateTime
+    previous_secrets: list[RetiringSecret] = Field(default_factory=list)
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, then each former one
+        whose overlap has not ended."""
+        return [self.secret, *(p.secret for p in self.previous_secrets if p.valid_until > now)]
+
+    def previous_valid_until(self, now: datetime) -> datetime | None:
+        """When the last former secret stops signing deliveries; None if none does now."""
+        return max(
+            (p.valid_until for p in self.previous_secrets if p.valid_until > now), default=None
+        )
+
+    def retiring_after_rotation(self, *, now: datetime, overlap: timedelta) -> list[RetiringSecret]:
+        """The former secrets once the current one is replaced: it signs on for `overlap`
+        (none with a zero overlap), besides those still valid, newest first and at most
+        MAX_RETIRING_SECRETS."""
+        still_valid = [p for p in self.previous_secrets if p.valid_until > now]
+        retiring = (
+            [RetiringSecret(secret=self.secret, valid_until=now + overlap)] if overlap else []
+        )
+        return [*retiring, *still_valid][:MAX_RETIRING_SECRETS]
+
+
+class WebhookPing(BaseModel):
+    """The data of a `webhook.ping`: a test event that changes nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    webhook_id: str
+    message: str = "A test event from hirestream: your endpoint is reachable."
+
+
+# Sent to one webhook on request, never over Kafka (so not in the shared event catalog).
+WEBHOOK_PING = EventType(
+    "webhook.ping", WebhookPing, subject_field="webhook_id", publishers=("notifications",)
+)
 
 
 @dataclass(frozen=True)

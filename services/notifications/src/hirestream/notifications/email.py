@@ -9,16 +9,17 @@ which then opens a new one.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, Policy
 from email.utils import parseaddr
 
 import aiosmtplib
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from hirestream.notifications.domain import DeliveryFailed
+from hirestream.notifications.domain import DeliveryFailed, ListUnsubscribe
 
 _templates = Environment(
     loader=PackageLoader("hirestream.notifications", "templates"),
@@ -26,13 +27,35 @@ _templates = Environment(
 )
 
 
-def notification_email(sender: str, to: str, title: str, body: str) -> EmailMessage:
-    """Plain text and HTML alternatives. The policy refuses a header that would carry a line
-    break, so a title (user input) cannot smuggle in another header."""
-    message = EmailMessage(policy=SMTP)
+class _UrlListHeader(UnstructuredHeader, BaseHeader):
+    """List-Unsubscribe, folded between its `<URL>`s only. The policy would fold a URL longer
+    than a line into RFC 2047 encoded words, which no mail app reads as a URL; a line of one
+    URL stays within RFC 5322's limit of 998 characters."""
+
+    def fold(self, *, policy: Policy) -> str:
+        urls = re.findall(r"<[^<>]*>", str(self))
+        return f"{self.name}: " + f",{policy.linesep} ".join(urls) + policy.linesep
+
+
+_headers = HeaderRegistry()
+_headers.map_to_type("list-unsubscribe", _UrlListHeader)
+_POLICY = SMTP.clone(header_factory=_headers)
+
+
+def notification_email(
+    sender: str, to: str, title: str, body: str, unsubscribe: ListUnsubscribe | None = None
+) -> EmailMessage:
+    """Plain text and HTML alternatives, and the unsubscribe headers: List-Unsubscribe with
+    the one-click URL and a mailto (RFC 2369), List-Unsubscribe-Post (RFC 8058) so that mail
+    apps may POST the URL. The policy refuses a header that would carry a line break, so a
+    title (user input) cannot smuggle in another header."""
+    message = EmailMessage(policy=_POLICY)
     message["From"] = sender
     message["To"] = to
     message["Subject"] = " ".join(title.split())  # one line, as displayed
+    if unsubscribe is not None:
+        message["List-Unsubscribe"] = f"<{unsubscribe.url}>, <{unsubscribe.mailto}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(_templates.get_template("notification.txt").render(title=title, body=body))
     message.add_alternative(
         _templates.get_template("notification.html").render(title=title, body=body),
@@ -59,9 +82,11 @@ class SmtpMailer:
             raise ValueError("the sender is not one address")
         self._from = str(Address(display_name=name, addr_spec=address))
 
-    async def send(self, to: str, title: str, body: str) -> None:
+    async def send(
+        self, to: str, title: str, body: str, unsubscribe: ListUnsubscribe | None = None
+    ) -> None:
         try:
-            message = notification_email(self._from, to, title, body)
+            message = notification_email(self._from, to, title, body, unsubscribe)
         except (ValueError, IndexError) as error:  # an address the header registry refuses
             raise DeliveryFailed(f"smtp: the message cannot be made: {error}") from error
         kept = self._idle.pop() if self._idle else None

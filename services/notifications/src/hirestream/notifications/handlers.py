@@ -17,7 +17,12 @@ from hirestream.shared.events.applications import (
     ApplicationSubmitted,
 )
 from hirestream.shared.events.envelope import CloudEvent
-from hirestream.shared.events.postings import POSTING_CREATED, PostingCreated
+from hirestream.shared.events.postings import (
+    POSTING_CLOSED,
+    POSTING_CREATED,
+    PostingClosed,
+    PostingCreated,
+)
 from hirestream.shared.messaging.subscriptions import Subscription
 from hirestream.shared.privacy import Erasure, erasure_subscription
 from hirestream.shared.service_layer.unit_of_work import UnitOfWork
@@ -34,6 +39,9 @@ def subscriptions(
     async def on_posting_created(event: CloudEvent[PostingCreated]) -> None:
         await services.notify_posting_created(event, unit_of_work())
 
+    async def on_posting_closed(event: CloudEvent[PostingClosed]) -> None:
+        await services.notify_posting_closed(event, unit_of_work())
+
     async def on_applications_submitted(events: list[CloudEvent[ApplicationSubmitted]]) -> None:
         await services.notify_applications_submitted(events, unit_of_work())
 
@@ -48,6 +56,7 @@ def subscriptions(
             PRIVACY_GROUP, erasures, service="notifications", anonymise=anonymise, kept=KEPT
         ),
         Subscription(POSTING_CREATED, GROUP, on_posting_created),
+        Subscription(POSTING_CLOSED, GROUP, on_posting_closed),
         Subscription(APPLICATION_SUBMITTED, GROUP, on_applications_submitted, batch=True),
         Subscription(APPLICATION_STATUS_CHANGED, GROUP, on_status_changed),
     ]

@@ -13,29 +13,39 @@ outbox because the source event is the durable note that they are owed (ADR 0005
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 
 from hirestream.notifications.domain import (
+    WEBHOOK_PING,
     Alert,
     AlertCriteria,
     AnnouncedPosting,
     ApplicationFacts,
+    DeliveryAttempt,
+    DeliveryFailed,
     DeliveryStatus,
+    InvalidUnsubscribeToken,
     Notification,
     PlannedNotification,
     Preferences,
+    RetiringSecret,
+    UnsubscribeLinks,
+    UnsubscribeScope,
     Webhook,
+    WebhookPing,
     WebhookRegistration,
     inbox_of,
     notification_id,
     org_recipient,
     plan_application_submitted,
     plan_posting_created,
+    plan_posting_expired,
     plan_status_changed,
     user_recipient,
     webhook_owner,
@@ -47,11 +57,12 @@ from hirestream.shared.events.applications import (
 )
 from hirestream.shared.events.envelope import CloudEvent, serialize
 from hirestream.shared.events.notifications import Channel, DeliveryOutcome
-from hirestream.shared.events.postings import PostingCreated
+from hirestream.shared.events.postings import CloseReason, PostingClosed, PostingCreated
 from hirestream.shared.events.types import utc_now
 from hirestream.shared.identity import Principal, Role, same_address
+from hirestream.shared.metrics import DELIVERY_ATTEMPTS
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
-from hirestream.shared.service_layer.errors import InvalidRequest, NotFound
+from hirestream.shared.service_layer.errors import Conflict, InvalidRequest, NotFound
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.tracing import current_trace_context
 
@@ -70,8 +81,26 @@ class Notifications(Protocol):
     async def get_many(self, notification_ids: list[str]) -> dict[str, Notification]: ...
 
     async def inbox(
-        self, recipient: str, *, limit: int, cursor: str | None
+        self, recipient: str, *, limit: int, cursor: str | None, unread_only: bool = False
     ) -> Page[Notification]: ...
+
+    async def unread_count(self, recipient: str) -> int: ...
+
+    async def mark_all_read(self, recipient: str) -> int: ...
+
+    async def take_for_redelivery(
+        self, notification_id: str, webhook_id: str, *, until: datetime
+    ) -> Notification | None: ...
+
+    async def record_attempt(
+        self,
+        notification_id: str,
+        attempt: DeliveryAttempt,
+        *,
+        retry_at: datetime | None,
+        final_status: DeliveryStatus | None,
+        owed: list[CloudEvent[Any]],
+    ) -> None: ...
 
     async def deliveries(
         self, webhook_id: str, *, limit: int, cursor: str | None
@@ -115,7 +144,23 @@ class Webhooks(Protocol):
 
     async def delete(self, owner: str, webhook_id: str) -> bool: ...
 
+    async def replace_secret(
+        self,
+        owner: str,
+        webhook_id: str,
+        *,
+        expected: str,
+        secret: str,
+        retiring: list[RetiringSecret],
+    ) -> Webhook | None: ...
+
     async def subscribed(self, kind: str, orgs: set[str]) -> list[Webhook]: ...
+
+
+class WebhookPoster(Protocol):
+    """Sends one signed POST to a webhook; its status code, or DeliveryFailed."""
+
+    async def send(self, url: str, secrets: Sequence[str], payload: bytes) -> int: ...
 
 
 class Facts(Protocol):
@@ -287,6 +332,23 @@ async def notify_status_changed(
     await _notify(event.type, [_Occasion(event, plan, change.org)], uow)
 
 
+async def notify_posting_closed(
+    event: CloudEvent[PostingClosed], uow: NotificationsUnitOfWork
+) -> None:
+    """The employer org is told when its posting expired; other closes tell nobody."""
+    closed = event.data
+    if closed.reason is not CloseReason.EXPIRED:
+        log.info("notifications.close_not_told", reason=closed.reason.value)
+        return
+    employer = org_recipient(closed.org)
+    remembered, preferences = await asyncio.gather(
+        uow.facts.postings_by_id({closed.posting_id}), uow.preferences.get_many([employer])
+    )
+    known = remembered.get(closed.posting_id)
+    plan = plan_posting_expired(closed, known.title if known else None, preferences)
+    await _notify(event.type, [_Occasion(event, plan, closed.org)], uow, preferences)
+
+
 async def _notify(
     kind: str,
     occasions: list[_Occasion],
@@ -431,9 +493,25 @@ async def _anonymise_erased_meanwhile(
 
 
 async def inbox(
-    caller: Principal, uow: NotificationsUnitOfWork, *, limit: int, cursor: str | None
+    caller: Principal,
+    uow: NotificationsUnitOfWork,
+    *,
+    limit: int,
+    cursor: str | None,
+    unread_only: bool = False,
 ) -> Page[Notification]:
-    return await uow.notifications.inbox(inbox_of(caller), limit=limit, cursor=cursor)
+    return await uow.notifications.inbox(
+        inbox_of(caller), limit=limit, cursor=cursor, unread_only=unread_only
+    )
+
+
+async def unread_count(caller: Principal, uow: NotificationsUnitOfWork) -> int:
+    return await uow.notifications.unread_count(inbox_of(caller))
+
+
+async def mark_all_read(caller: Principal, uow: NotificationsUnitOfWork) -> int:
+    """Every unread item of the caller's inbox marked read; how many changed."""
+    return await uow.notifications.mark_all_read(inbox_of(caller))
 
 
 async def mark_read(
@@ -454,6 +532,23 @@ async def choose_preferences(
 ) -> Preferences:
     await uow.preferences.put(inbox_of(caller), chosen)
     return chosen
+
+
+async def unsubscribe(
+    token: str, uow: NotificationsUnitOfWork, *, links: UnsubscribeLinks
+) -> UnsubscribeScope:
+    """One-click unsubscribe: the token alone says whose email of which kind to turn off (no
+    login: mail apps send it). The other channels of the kind stay as they were. Doing it
+    twice changes nothing more."""
+    try:
+        scope = links.read(token, now=utc_now())
+    except InvalidUnsubscribeToken as error:
+        raise InvalidRequest(str(error), field="token") from error
+    chosen = await uow.preferences.get(scope.recipient)
+    if Channel.EMAIL in chosen.effective()[scope.kind]:
+        await uow.preferences.put(scope.recipient, chosen.without(scope.kind, Channel.EMAIL))
+    log.info("notifications.unsubscribed", kind=scope.kind)
+    return scope
 
 
 # ----------------------------------------------------------------------------- job alerts
@@ -521,3 +616,108 @@ async def deliveries_of(
     if await uow.webhooks.get(webhook_owner(caller), webhook_id) is None:
         raise NotFound(f"webhook {webhook_id} does not exist")
     return await uow.notifications.deliveries(webhook_id, limit=limit, cursor=cursor)
+
+
+async def rotate_webhook_secret(
+    caller: Principal,
+    webhook_id: str,
+    secret: str,
+    uow: NotificationsUnitOfWork,
+    *,
+    overlap: timedelta,
+) -> Webhook:
+    """Replace the secret; the former one keeps signing deliveries, besides the new one, for
+    `overlap`, so receivers can switch without refusing a delivery."""
+    owner = webhook_owner(caller)
+    webhook = await uow.webhooks.get(owner, webhook_id)
+    if webhook is None:
+        raise NotFound(f"webhook {webhook_id} does not exist")
+    if secret in webhook.signing_secrets(utc_now()):
+        raise InvalidRequest("the new secret must differ from those in use", field="secret")
+    rotated = await uow.webhooks.replace_secret(
+        owner,
+        webhook_id,
+        expected=webhook.secret,
+        secret=secret,
+        retiring=webhook.retiring_after_rotation(now=utc_now(), overlap=overlap),
+    )
+    if rotated is None:
+        raise Conflict("the secret was rotated or the webhook deleted meanwhile; try again")
+    log.info("webhooks.secret_rotated", webhook_id=webhook_id, overlap_s=overlap.total_seconds())
+    return rotated
+
+
+@dataclass(frozen=True)
+class PingResult:
+    event_id: str
+    attempt: DeliveryAttempt
+
+
+async def ping_webhook(
+    caller: Principal, webhook_id: str, uow: NotificationsUnitOfWork, *, poster: WebhookPoster
+) -> PingResult:
+    """Send a signed `webhook.ping` now and say how the receiver answered. Nothing is stored
+    and nothing retried: it is the integrator's test of their endpoint."""
+    webhook = await uow.webhooks.get(webhook_owner(caller), webhook_id)
+    if webhook is None:
+        raise NotFound(f"webhook {webhook_id} does not exist")
+    event = WEBHOOK_PING.new(WebhookPing(webhook_id=webhook_id), source=uow.source)
+    attempt = await _post(poster, webhook, serialize(event), number=1)
+    return PingResult(event.id, attempt)
+
+
+async def redeliver(
+    caller: Principal,
+    webhook_id: str,
+    delivery_id: str,
+    uow: NotificationsUnitOfWork,
+    *,
+    poster: WebhookPoster,
+    lease: timedelta,
+) -> Notification:
+    """Send a failed delivery again, now: the same payload (so the same CloudEvent id, which
+    receivers deduplicate on), recorded as one more attempt of that delivery. No retries, and
+    no new `notification.delivered`: its one event told the failure already."""
+    webhook = await uow.webhooks.get(webhook_owner(caller), webhook_id)
+    if webhook is None:
+        raise NotFound(f"webhook {webhook_id} does not exist")
+    taken = await uow.notifications.take_for_redelivery(
+        delivery_id, webhook_id, until=utc_now() + lease
+    )
+    if taken is None:
+        found = (await uow.notifications.get_many([delivery_id])).get(delivery_id)
+        if found is None or found.webhook_id != webhook_id:
+            raise NotFound(f"delivery {delivery_id} of webhook {webhook_id} does not exist")
+        raise Conflict(f"only a failed delivery is sent again; this one is {found.status.value}")
+    attempt = await _post(
+        poster, webhook, (taken.payload or "").encode(), number=len(taken.attempts) + 1
+    )
+    status = DeliveryStatus.DELIVERED if attempt.ok else DeliveryStatus.FAILED
+    await uow.notifications.record_attempt(
+        delivery_id, attempt, retry_at=None, final_status=status, owed=[]
+    )
+    DELIVERY_ATTEMPTS.labels(Channel.WEBHOOK.value, str(attempt.ok).lower()).inc()
+    log.info("webhooks.redelivered", webhook_id=webhook_id, ok=attempt.ok)
+    return taken.model_copy(
+        update={"attempts": [*taken.attempts, attempt], "status": status, "delivery_due_at": None}
+    )
+
+
+async def _post(
+    poster: WebhookPoster, webhook: Webhook, payload: bytes, *, number: int
+) -> DeliveryAttempt:
+    started, at = time.perf_counter(), utc_now()
+    status_code: int | None = None
+    error: str | None = None
+    try:
+        status_code = await poster.send(webhook.url, webhook.signing_secrets(at), payload)
+    except DeliveryFailed as failure:
+        status_code, error = failure.status_code, str(failure)
+    return DeliveryAttempt(
+        number=number,
+        at=at,
+        ok=error is None,
+        status_code=status_code,
+        error=error,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+    )

@@ -39,6 +39,7 @@ from hirestream.notifications.domain import (
     DeliveryStatus,
     Notification,
     Preferences,
+    RetiringSecret,
     Webhook,
     WebhookRegistration,
     posting_keys,
@@ -128,6 +129,13 @@ def _notification(document: Document) -> Notification:
     return Notification.model_validate({**document, "notification_id": document["_id"]})
 
 
+def _inbox_query(recipient: str, *, unread_only: bool) -> Document:
+    query: Document = {"recipient": recipient, "channel": Channel.IN_APP.value}
+    if unread_only:
+        query["read"] = False
+    return query
+
+
 class NotificationStore:
     """Notifications, the inbox, and the delivery queue of email and webhook ones."""
 
@@ -162,9 +170,22 @@ class NotificationStore:
         found = self.collection.find({"_id": {"$in": notification_ids}}, projection=NOT_RETURNED)
         return {document["_id"]: _notification(document) async for document in found}
 
-    async def inbox(self, recipient: str, *, limit: int, cursor: str | None) -> Page[Notification]:
-        query: Document = {"recipient": recipient, "channel": Channel.IN_APP.value}
+    async def inbox(
+        self, recipient: str, *, limit: int, cursor: str | None, unread_only: bool = False
+    ) -> Page[Notification]:
+        query = _inbox_query(recipient, unread_only=unread_only)
         return await self._page(query, limit, cursor)
+
+    async def unread_count(self, recipient: str) -> int:
+        """Counted on `inbox_newest`: the recipient's in-app items, those unread among them."""
+        return await self.collection.count_documents(_inbox_query(recipient, unread_only=True))
+
+    async def mark_all_read(self, recipient: str) -> int:
+        """Every unread in-app item of the recipient marked read; how many were unread."""
+        result = await self.collection.update_many(
+            _inbox_query(recipient, unread_only=True), {"$set": {"read": True}}
+        )
+        return result.modified_count
 
     async def deliveries(
         self, webhook_id: str, *, limit: int, cursor: str | None
@@ -186,6 +207,23 @@ class NotificationStore:
         document = await self.collection.find_one_and_update(
             {"_id": notification_id, "recipient": recipient, "channel": Channel.IN_APP.value},
             {"$set": {"read": True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _notification(document) if document else None
+
+    async def take_for_redelivery(
+        self, notification_id: str, webhook_id: str, *, until: datetime
+    ) -> Notification | None:
+        """A failed webhook delivery made pending again and leased until `until` to whoever
+        sends it again; None if it is not a failed delivery of that webhook (any more). If the
+        sender dies, the lease runs out and the worker's poll takes it up."""
+        document = await self.collection.find_one_and_update(
+            {
+                "_id": notification_id,
+                "webhook_id": webhook_id,
+                "status": DeliveryStatus.FAILED.value,
+            },
+            {"$set": {"status": DeliveryStatus.PENDING.value, DUE: until}},
             return_document=ReturnDocument.AFTER,
         )
         return _notification(document) if document else None
@@ -392,6 +430,33 @@ class WebhookStore:
             return False
         result = await self.collection.delete_one({"_id": object_id, "owner": owner})
         return result.deleted_count == 1
+
+    async def replace_secret(
+        self,
+        owner: str,
+        webhook_id: str,
+        *,
+        expected: str,
+        secret: str,
+        retiring: list[RetiringSecret],
+    ) -> Webhook | None:
+        """Set the new secret and the former ones still signing, if the secret is still
+        `expected` (a rotation read it); None if the webhook is gone or another rotation came
+        first."""
+        object_id = object_id_or_none(webhook_id)
+        if object_id is None:
+            return None
+        document = await self.collection.find_one_and_update(
+            {"_id": object_id, "owner": owner, "secret": expected},
+            {
+                "$set": {
+                    "secret": secret,
+                    "previous_secrets": [one.model_dump(mode="python") for one in retiring],
+                }
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        return _webhook(document) if document else None
 
     async def subscribed(self, kind: str, orgs: set[str]) -> list[Webhook]:
         """The webhooks that want `kind` from any of these orgs, and the admins' (org None)."""

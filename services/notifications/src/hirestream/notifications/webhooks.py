@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -20,8 +20,9 @@ import httpx
 from hirestream.notifications.domain import (
     SIGNATURE_HEADER,
     DeliveryFailed,
+    WebhookRefused,
     forbidden_address,
-    sign,
+    sign_all,
 )
 from hirestream.shared.events.envelope import CONTENT_TYPE
 
@@ -135,19 +136,21 @@ class WebhookSender:
     client: httpx.AsyncClient
     allow_private: bool
 
-    async def send(self, url: str, secret: str, payload: bytes) -> int:
+    async def send(self, url: str, secrets: Sequence[str], payload: bytes) -> int:
+        """POST the payload signed with each of `secrets` (the current one first); the
+        receiver's 2xx status, or DeliveryFailed (WebhookRefused with its status)."""
         try:  # refused here with a clear reason; the connection is checked again
             await check_webhook_url(url, allow_private=self.allow_private)
         except UnsafeWebhookUrl as error:
             raise DeliveryFailed(f"webhook url refused: {error}") from error
         headers = {
             "Content-Type": CONTENT_TYPE,
-            SIGNATURE_HEADER: sign(secret, int(time.time()), payload),
+            SIGNATURE_HEADER: sign_all(secrets, int(time.time()), payload),
         }
         try:
             response = await self.client.post(url, content=payload, headers=headers)
         except httpx.HTTPError as error:
             raise DeliveryFailed(f"webhook: {type(error).__name__}") from error
         if not response.is_success:
-            raise DeliveryFailed(f"webhook answered {response.status_code}")
+            raise WebhookRefused(response.status_code)
         return response.status_code
