@@ -190,9 +190,14 @@ class Stores:
 
     @classmethod
     def of(cls, client: AsyncMongoClient[Document], system: System) -> Stores:
-        postings = client[system.databases["postings"]]
-        applications = client[system.databases["applications"]]
-        notifications = client[system.databases["notifications"]]
+        return cls.in_databases(client, system.databases)
+
+    @classmethod
+    def in_databases(cls, client: AsyncMongoClient[Document], databases: dict[str, str]) -> Stores:
+        """The collections in the services' databases, by service name."""
+        postings = client[databases["postings"]]
+        applications = client[databases["applications"]]
+        notifications = client[databases["notifications"]]
         return cls(
             postings=postings["postings"],
             applications=applications["applications"],
