@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes the tools that tests/deploy needs available; cheap when they already are.
+# Makes the tools that tests/deploy (and the e2e test of /docs and /asyncapi) need available;
+# cheap when they already are.
 #
 #   kustomize       built from source with `go install` into .stack/cache/bin
 #   actionlint      the GitHub workflow linter, built the same way
@@ -10,6 +11,11 @@
 #   docker-compose  Debian's package (1.29), installed with apt-get when missing (needs root)
 #   promtool        from Debian's prometheus package, the same way: checks and tests the alert
 #                   rules
+#   chromium        Debian's package, the same way: tests/e2e/test_docs_offline.py renders
+#                   /docs and /asyncapi in it headless
+#   asyncapi        the official AsyncAPI CLI (npm's @asyncapi/cli), installed with npm into
+#                   .stack/cache/asyncapi-cli, linked into .stack/cache/bin: validates each
+#                   service's /asyncapi.json
 #
 # The versions come from deploy/versions.env, the one place that pins them.
 #
@@ -20,7 +26,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.stack/cache"
 BIN="$CACHE/bin"
-# KUSTOMIZE_VERSION, ACTIONLINT_VERSION, HADOLINT_VERSION, SHELLCHECK_VERSION
+# KUSTOMIZE_VERSION, ACTIONLINT_VERSION, HADOLINT_VERSION, SHELLCHECK_VERSION,
+# ASYNCAPI_CLI_VERSION
 # shellcheck source=deploy/versions.env
 source "$ROOT/deploy/versions.env"
 LOG="$CACHE/tools.log"
@@ -108,6 +115,28 @@ apt_tool() {
 }
 apt_tool docker-compose docker-compose
 apt_tool promtool prometheus
+apt_tool chromium chromium
+
+# The installed version is read from the package itself: running the CLI costs seconds.
+asyncapi_ok() {
+  local manifest="$CACHE/asyncapi-cli/node_modules/@asyncapi/cli/package.json"
+  [[ -x "$BIN/asyncapi" && -f "$manifest" ]] \
+    && grep -q "\"version\": \"$ASYNCAPI_CLI_VERSION\"" "$manifest"
+}
+
+if ! asyncapi_ok; then
+  if ! command -v npm >/dev/null 2>&1; then
+    fail "npm not found — install Node 20 (Debian: apt-get install nodejs npm) for @asyncapi/cli $ASYNCAPI_CLI_VERSION"
+  else
+    echo "installing @asyncapi/cli $ASYNCAPI_CLI_VERSION with npm (log: $LOG)" >&2
+    mkdir -p "$CACHE/asyncapi-cli"
+    if npm install --prefix "$CACHE/asyncapi-cli" --no-audit --no-fund --save-exact \
+        "@asyncapi/cli@$ASYNCAPI_CLI_VERSION" >>"$LOG" 2>&1; then
+      ln -sf "$CACHE/asyncapi-cli/node_modules/.bin/asyncapi" "$BIN/asyncapi"
+    fi
+    asyncapi_ok || fail "could not install @asyncapi/cli $ASYNCAPI_CLI_VERSION with npm — see $LOG"
+  fi
+fi
 
 if [[ ! -x "$ROOT/.venv/bin/kubernetes-validate" ]]; then
   fail "kubernetes-validate not in .venv — run uv sync (it is a dev dependency)"

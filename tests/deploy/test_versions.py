@@ -246,6 +246,7 @@ def script_pins(root: Path) -> list[Pin]:
                 "HADOLINT_VERSION",
                 "ACTIONLINT_VERSION",
                 "SHELLCHECK_VERSION",
+                "ASYNCAPI_CLI_VERSION",
             )
         ),
         # The Java the local stack insists on (need_java): the one CI sets up.
@@ -510,6 +511,7 @@ def test_agrees_with_the_version_file(pin: Pin) -> None:
         ("FERRETDB_VERSION", "deploy/local/ferretdb/go.mod"),
         ("KUSTOMIZE_VERSION", "deploy/tools.sh"),
         ("ACTIONLINT_VERSION", "deploy/tools.sh"),
+        ("ASYNCAPI_CLI_VERSION", "deploy/tools.sh"),
         ("KAFKA_VERSION", "docker-compose.yml"),
         ("OTEL_COLLECTOR_VERSION", "docker-compose.yml"),
         ("OTEL_COLLECTOR_VERSION", TRACING_DEPLOYMENT),
