@@ -107,6 +107,9 @@ OWNERSHIP: dict[str, tuple[set[str], set[str]]] = {
             "posting.created",
             "posting.updated",
             "posting.closed",
+            # its own events, for the pipeline projection
+            "application.submitted",
+            "application.status_changed",
             "candidate.erasure_requested",
             "candidate.erased",
         },
@@ -115,6 +118,7 @@ OWNERSHIP: dict[str, tuple[set[str], set[str]]] = {
         {"notification.delivered", "candidate.erased"},
         {
             "posting.created",
+            "posting.closed",
             "application.submitted",
             "application.status_changed",
             "candidate.erasure_requested",

@@ -92,6 +92,9 @@ class Answer:
         return self.status == 201
 
 
+_MARKER_NUMBERS = itertools.count()
+
+
 @dataclass
 class Load:
     """Postings and applications, each unique, from concurrent clients; every answer noted."""
@@ -99,7 +102,8 @@ class Load:
     apis: Apis
     targets: list[str]  # open postings the applications read model knows, to apply to
     answers: list[Answer] = field(default_factory=list)
-    _numbers: Iterator[int] = field(default_factory=itertools.count)
+    # Shared by every load of the session: markers stay unique on the topics the tests share.
+    _numbers: Iterator[int] = field(default_factory=lambda: _MARKER_NUMBERS)
 
     def _note(
         self, kind: str, marker: str, response: httpx.Response | None, id_field: str
