@@ -67,7 +67,7 @@ OTHER_EMPLOYER = Principal("user-recruiter-bo", Role.EMPLOYER, org="globex")
 
 FINAL = (S.HIRED, S.REJECTED, S.WITHDRAWN)
 NON_FINAL = (S.SUBMITTED, S.SCREENING, S.INTERVIEW, S.OFFER)
-# The whole workflow (CONTRACT.md): every legal move and the one party that may make it.
+# The whole workflow (docs/api.md): every legal move and the one party that may make it.
 LEGAL: dict[tuple[ApplicationStatus, ApplicationStatus], Party] = {
     (S.SUBMITTED, S.SCREENING): Party.EMPLOYER,
     (S.SCREENING, S.INTERVIEW): Party.EMPLOYER,

@@ -264,7 +264,7 @@ async def announce_posting(
 
 
 def page_items(response: httpx.Response) -> list[Json]:
-    """The items of a list response, which CONTRACT.md shapes as a cursor page."""
+    """The items of a list response, which docs/api.md shapes as a cursor page."""
     assert response.status_code == 200, response.text
     body = response.json()
     assert isinstance(body, dict), f"a list must answer {{items, next_cursor}}, got {body!r}"

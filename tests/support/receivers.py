@@ -1,5 +1,5 @@
 """A real webhook receiver for tests: an HTTP/1.1 server on 127.0.0.1 that records every
-request, verifies `X-Hirestream-Signature` as CONTRACT.md defines it, and can be told to
+request, verifies `X-Hirestream-Signature` as docs/api.md defines it, and can be told to
 answer 500 to its first N requests (or to all of them).
 
 Deliberately independent of the service's code: the signature is checked here with the
