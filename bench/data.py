@@ -199,11 +199,17 @@ def application_submitted_event(rng: random.Random, index: int, *, run: str) -> 
     return serialize(APPLICATION_SUBMITTED.new(data, source="hirestream/applications"))
 
 
-def application_form(index: int, *, run: str) -> dict[str, Any]:
-    """The body of `POST /postings/{id}/applications`."""
+def candidate_email(candidate: str) -> str:
+    """The address a candidate's token verifies, and the one their applications give."""
+    return f"{candidate}@example.com"
+
+
+def application_form(index: int, *, run: str, candidate: str | None = None) -> dict[str, Any]:
+    """The body of `POST /postings/{id}/applications` (by `candidate`, if given)."""
+    email = candidate_email(candidate or f"candidate.{run}.{index}")
     return {
         "name": f"Candidate {run} {index}",
-        "email": f"candidate.{run}.{index}@example.com",
+        "email": email,
         "resume_url": f"https://cv.example.com/{run}/{index}.pdf",
         "consent": {"processing": True},
         "skills": ["python", "kafka", "mongodb"],

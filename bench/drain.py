@@ -35,7 +35,7 @@ async def raw_drain(bench: Bench, events: int, max_s: float) -> dict[str, Any]:
     store = NotificationStore(database[NOTIFICATIONS])
     consumer = AIOKafkaConsumer(
         TOPIC,
-        bootstrap_servers=bench.servers.kafka_bootstrap,
+        **bench.servers.kafka_client(),
         group_id=f"bench-raw-drain-{bench.run_id}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -36,9 +36,7 @@ async def round_trips(
     sizes = bench.sizes
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bench.servers.kafka_bootstrap, group_id=f"bench-{topic}"
-    )
+    consumer = AIOKafkaConsumer(topic, **bench.servers.kafka_client(), group_id=f"bench-{topic}")
     await consumer.start()
 
     async def listen() -> None:
@@ -104,7 +102,7 @@ async def ours(
             async with http.post(
                 f"/postings/{ids[index % len(ids)]}/applications",
                 headers=bench.headers(Role.CANDIDATE, candidates[index]),
-                json=application_form(index, run=bench.run_id),
+                json=application_form(index, run=bench.run_id, candidate=candidates[index]),
             ) as response:
                 await response.read()
                 statuses[response.status] += 1

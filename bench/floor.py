@@ -107,7 +107,7 @@ async def post_writes(bench: Bench, *, requests: int) -> dict[str, Any]:
         candidate = f"cand-{bench.run_id}-floor-{index}"
         request = {"posting_id": posting.posting_id, "form": form.model_dump(mode="json")}
         key = idempotent(candidate, f"floor-{index}", request)
-        command = services.SubmitApplication(posting.posting_id, form, candidate, key)
+        command = services.SubmitApplication(posting.posting_id, form, candidate, form.email, key)
         uow = services.ApplicationsUnitOfWork(store, postings, relay, source="bench")
         await services.submit_application(command, uow)
 

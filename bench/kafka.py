@@ -24,14 +24,14 @@ from aiokafka.errors import (
 from bench.load import Result
 from bench.stack import Bench
 from hirestream.shared.events.envelope import CONTENT_TYPE
-from tests.support.servers import STACK_SCRIPT
+from tests.support.servers import STACK_SCRIPT, kafka_client
 
 HEADERS = [("content-type", CONTENT_TYPE.encode())]
 PARTITIONS = 3
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client(bootstrap))
     await admin.start()
     try:
         missing = set(topics) - set(await admin.list_topics())
@@ -47,7 +47,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str]) -> None:
 def producer(bootstrap: str, *, linger_ms: int = 0) -> AIOKafkaProducer:
     """As the services' producer: acks=all, idempotence."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=linger_ms
+        **kafka_client(bootstrap), acks="all", enable_idempotence=True, linger_ms=linger_ms
     )
 
 
@@ -75,7 +75,7 @@ async def produce_all(
 
 async def committed(bootstrap: str, group: str, topic: str) -> int:
     """How many records of `topic` the group has committed, over all partitions."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client(bootstrap))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -86,9 +86,7 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
 
 async def skip_to_end(bootstrap: str, group: str, topic: str) -> None:
     """Commit the end offsets for `group`: what it left unread is no later benchmark's."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka_client(bootstrap), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         # The bench and the services alike create topics with three partitions.
@@ -116,6 +114,10 @@ def producer_performance(bench: Bench, topic: str, records: int, size: int) -> t
         "--throughput", "-1", "--producer-props",
         f"bootstrap.servers={bench.servers.kafka_bootstrap}", "acks=all", "enable.idempotence=true",
     ]  # fmt: skip
+    if bench.servers.kafka_passwords and bench.servers.stack_dir is not None:
+        # Logs in as operator, like the Python producer it is compared with.
+        credentials = bench.servers.stack_dir / "kafka-credentials" / "operator.properties"
+        command += ["--producer.config", str(credentials)]
     done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
         command,
         env={**os.environ, **(bench.servers.stack_env or {})},

@@ -48,7 +48,7 @@ async def closed_loop(
                 **bench.headers(Role.CANDIDATE, candidate),
                 "Idempotency-Key": f"{tag}-{index}",
             }
-            body = application_form(index, run=bench.run_id)
+            body = application_form(index, run=bench.run_id, candidate=candidate)
             began = time.perf_counter()
             try:
                 async with http.post(path, headers=headers, json=body) as response:

@@ -27,7 +27,7 @@ import aiohttp
 import psutil
 from pymongo import AsyncMongoClient
 
-from bench.data import posting_draft
+from bench.data import candidate_email, posting_draft
 from hirestream.shared.devtoken import mint_token
 from hirestream.shared.identity import Role
 from tests.support.processes import ServiceProcess
@@ -157,6 +157,7 @@ class Bench:
             "RATE_LIMIT_WRITES": "100000000/minute",
             "SHUTDOWN_TIMEOUT_S": "10",
             "WEBHOOK_ALLOW_PRIVATE": "true",
+            **self.servers.kafka_env(name),
         }
         log_path = LOGS / f"{name}-{database}.log"
         return self.start(BenchProcess(name, free_port(), env, log_path, label=name))
@@ -177,7 +178,11 @@ class Bench:
         key = (role, sub, org)
         if key not in self._tokens:
             ttl = timedelta(hours=6)
-            self._tokens[key] = mint_token(self.jwt_secret, role=role, sub=sub, org=org, ttl=ttl)
+            # A candidate applies with the address the token verified, as the services require.
+            email = candidate_email(sub) if role == Role.CANDIDATE else None
+            self._tokens[key] = mint_token(
+                self.jwt_secret, role=role, sub=sub, org=org, email=email, ttl=ttl
+            )
         return {"Authorization": f"Bearer {self._tokens[key]}"}
 
     def mongo(self) -> AsyncMongoClient[Document]:
