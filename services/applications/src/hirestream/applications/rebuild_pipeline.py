@@ -22,9 +22,9 @@ from hirestream.applications.store import PIPELINE, PipelineProjection
 from hirestream.shared.cli.kafka import Kafka
 from hirestream.shared.cli.main import main as cli
 from hirestream.shared.cli.mongo import mongo_client
-from hirestream.shared.cli.reading import read_to_end
+from hirestream.shared.cli.reading import events_to_end
 from hirestream.shared.events.applications import APPLICATION_STATUS_CHANGED, APPLICATION_SUBMITTED
-from hirestream.shared.events.envelope import EventType, InvalidEvent
+from hirestream.shared.events.envelope import EventType
 from hirestream.shared.messaging.subscriptions import MAX_BATCH_RECORDS
 from hirestream.shared.settings import ConnectionSettings
 
@@ -54,13 +54,10 @@ async def rebuild(
             consumer = await kafka.consumer()
             if from_scratch:
                 await projection.clear()
-            records = read_to_end(consumer, partitions, label="replaying application.*")
-            async for record in records:
+            events = events_to_end(consumer, partitions, BY_TOPIC, label="replaying application.*")
+            async for event in events:
                 report.records += 1
-                try:
-                    event_type = BY_TOPIC[record.topic]
-                    event = event_type.trusted(event_type.parse(record.value or b""))
-                except InvalidEvent:
+                if event is None:
                     report.invalid += 1
                     continue
                 steps.append(Step.of(event.data))

@@ -26,8 +26,8 @@ from hirestream.applications.store import POSTINGS_VIEW, PostingReadModel
 from hirestream.shared.cli.kafka import Kafka
 from hirestream.shared.cli.main import main as cli
 from hirestream.shared.cli.mongo import mongo_client
-from hirestream.shared.cli.reading import read_to_end
-from hirestream.shared.events.envelope import EventType, InvalidEvent
+from hirestream.shared.cli.reading import events_to_end
+from hirestream.shared.events.envelope import EventType
 from hirestream.shared.events.postings import POSTING_CLOSED, POSTING_CREATED, POSTING_UPDATED
 from hirestream.shared.settings import ConnectionSettings
 
@@ -59,13 +59,10 @@ async def rebuild(
             consumer = await kafka.consumer()
             if from_scratch:
                 await read_model.clear()
-            records = read_to_end(consumer, partitions, label="replaying posting.*")
-            async for record in records:
+            events = events_to_end(consumer, partitions, BY_TOPIC, label="replaying posting.*")
+            async for event in events:
                 report.records += 1
-                try:
-                    event_type = BY_TOPIC[record.topic]
-                    event = event_type.trusted(event_type.parse(record.value or b""))
-                except InvalidEvent:
+                if event is None:
                     report.invalid += 1
                     continue
                 if await read_model.apply(PostingView.of(event.data)):

@@ -11,6 +11,7 @@ from typing import Any, TextIO, TypeAlias
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from hirestream.shared.cli.errors import CliError
+from hirestream.shared.events.envelope import CloudEvent, EventType, InvalidEvent
 
 Record: TypeAlias = "ConsumerRecord[Any, Any]"
 
@@ -79,6 +80,23 @@ async def read_to_end(
             raise CliError(f"no records came from {stalled} for {stall_s:g} s")
         pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
     progress.finish()
+
+
+async def events_to_end(
+    consumer: AIOKafkaConsumer,
+    partitions: Sequence[TopicPartition],
+    by_topic: dict[str, EventType[Any]],
+    *,
+    label: str,
+) -> AsyncIterator[CloudEvent[Any] | None]:
+    """The trusted events of `read_to_end`, parsed by their topic's type; None for a record
+    that is not one (the live consumer dead-lettered it already)."""
+    async for record in read_to_end(consumer, partitions, label=label):
+        event_type = by_topic[record.topic]
+        try:
+            yield event_type.trusted(event_type.parse(record.value or b""))
+        except InvalidEvent:
+            yield None
 
 
 async def read_one(
