@@ -35,4 +35,6 @@ UV_PROJECT_ENVIRONMENT="$VENV" "$(uv_bin)" sync --frozen --quiet --python 3.11 -
 # Kafka jars and the database server (FerretDB unless mongod is on PATH), built once and cached.
 bash "$ROOT/deploy/local/stack.sh" build
 cd "$ROOT"
+# The stack's SMTP catcher runs on aiosmtpd, which this venv has (.venv may not exist yet).
+export STACK_PYTHON="${STACK_PYTHON:-$VENV/bin/python}"
 exec "$VENV/bin/python" -m bench "$@"
