@@ -78,16 +78,17 @@ async def test_a_message_has_both_alternatives_and_its_headers(
 ) -> None:
     recorder, server = smtp_server
     mailer = mailer_for(server)
-    await mailer.send("c@example.com", "Zürich: application sent", "We got it, Ada.")
+    await mailer.send("c@example.com", "Zürich: application sent", "We got it, Zoë.")
     await mailer.close()
     message = parsed(recorder.messages[0])
+    assert message.defects == []
     assert (message["From"], message["To"]) == ("n@example.com", "c@example.com")
     assert message["Subject"] == "Zürich: application sent"
     plain, html = message.get_body(("plain",)), message.get_body(("html",))
     assert plain is not None
     assert html is not None
-    assert "We got it, Ada." in plain.get_content()
-    assert "We got it, Ada." in html.get_content()
+    assert "We got it, Zoë." in plain.get_content()
+    assert "We got it, Zoë." in html.get_content()
 
 
 async def test_a_line_break_in_a_title_adds_no_header_and_in_an_address_sends_nothing(
