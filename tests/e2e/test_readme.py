@@ -1,63 +1,21 @@
 """The README's quick start and curl examples, read from the README itself and run as a newcomer
-runs them: `./dev.sh up` on the default ports, then each shell block of "Try it with curl" in
-one shell, and their answers checked. A system that was already up is left running; one this
-test started is stopped again."""
+runs them: `./dev.sh up` on the default ports (the `dev_system` fixture), then each shell block
+of "Try it with curl" in one shell, and their answers checked."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.documents import readme_shell_blocks as shell_blocks
+from tests.e2e.documents import run
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.e2e
-
-README = REPO / "README.md"
-BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
-
-
-def section(title: str) -> str:
-    text = README.read_text()
-    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
-
-
-def shell_blocks(title: str) -> list[str]:
-    return BLOCK.findall(section(title))
-
-
-def run(script: str, *, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=REPO,
-        env={**os.environ, "CI": "true"},
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def system_up() -> Iterator[None]:
-    """The quick start's first command, as the README gives it."""
-    quick_start = shell_blocks("Quick start")[0].splitlines()
-    up = next(line for line in quick_start if "up" in line.split())
-    was_up = run("./dev.sh status", timeout_s=60).returncode == 0
-    started = run(up)
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
-        yield
-    finally:
-        if not was_up:
-            run("./dev.sh down", timeout_s=120)
 
 
 def test_the_quick_start_has_the_two_commands_ci_runs() -> None:
@@ -66,7 +24,7 @@ def test_the_quick_start_has_the_two_commands_ci_runs() -> None:
     assert "./dev.sh test" in (REPO / ".ci" / "run").read_text()
 
 
-def test_the_curl_examples_publish_apply_and_reach_the_inbox(system_up: None) -> None:
+def test_the_curl_examples_publish_apply_and_reach_the_inbox(dev_system: None) -> None:
     blocks = shell_blocks("Try it with curl")
     assert len(blocks) == 2, "the section's two shell blocks"
     result = run("\n".join(blocks))

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_readme import BLOCK, run
+from tests.e2e.documents import BLOCK, run
 from tests.support.polling import eventually
 from tests.support.servers import REPO
 
@@ -31,15 +30,10 @@ def block(title: str, index: int = 0) -> str:
 
 
 @pytest.fixture(scope="module")
-def system_up() -> Iterator[None]:
-    was_up = run("./dev.sh status", timeout_s=60).returncode == 0
-    started = run("./dev.sh up && ./dev.sh demo")
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
-        yield
-    finally:
-        if not was_up:
-            run("./dev.sh down", timeout_s=120)
+def system_up(dev_system: None) -> None:
+    """The system the README starts, with the demo's postings and applications in it."""
+    demo = run("./dev.sh demo")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
 
 
 def local_cli_commands() -> list[str]:
