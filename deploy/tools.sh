@@ -13,9 +13,10 @@
 #                   rules
 #   chromium        Debian's package, the same way: tests/e2e/test_docs_offline.py renders
 #                   /docs and /asyncapi in it headless
-#   asyncapi        the official AsyncAPI CLI (npm's @asyncapi/cli), installed with npm into
-#                   .stack/cache/asyncapi-cli, linked into .stack/cache/bin: validates each
-#                   service's /asyncapi.json
+#   asyncapi        the official AsyncAPI CLI (npm's @asyncapi/cli), installed with npm once per
+#                   machine and version into ~/.cache/hirestream/asyncapi-cli-<version> (its
+#                   npm install takes minutes; a fresh clone reuses it), linked into
+#                   .stack/cache/bin: validates each service's /asyncapi.json
 #
 # The versions come from deploy/versions.env, the one place that pins them.
 #
@@ -117,25 +118,37 @@ apt_tool docker-compose docker-compose
 apt_tool promtool prometheus
 apt_tool chromium chromium
 
+# Outside the clone, per version: each clone would otherwise spend minutes on the same install.
+ASYNCAPI_DIR="${HIRESTREAM_MACHINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hirestream}/asyncapi-cli-$ASYNCAPI_CLI_VERSION"
+
 # The installed version is read from the package itself: running the CLI costs seconds.
-asyncapi_ok() {
-  local manifest="$CACHE/asyncapi-cli/node_modules/@asyncapi/cli/package.json"
-  [[ -x "$BIN/asyncapi" && -f "$manifest" ]] \
-    && grep -q "\"version\": \"$ASYNCAPI_CLI_VERSION\"" "$manifest"
+asyncapi_installed() {
+  grep -qs "\"version\": \"$ASYNCAPI_CLI_VERSION\"" \
+    "$ASYNCAPI_DIR/node_modules/@asyncapi/cli/package.json"
 }
 
-if ! asyncapi_ok; then
+install_asyncapi() {
+  local staging="$ASYNCAPI_DIR.new"
+  asyncapi_installed && return 0
+  echo "installing @asyncapi/cli $ASYNCAPI_CLI_VERSION with npm into $ASYNCAPI_DIR (log: $LOG)" >&2
+  rm -rf "$staging" && mkdir -p "$staging"
+  npm install --prefix "$staging" --no-audit --no-fund --save-exact \
+    "@asyncapi/cli@$ASYNCAPI_CLI_VERSION" >>"$LOG" 2>&1 || return 1
+  rm -rf "$ASYNCAPI_DIR" && mv "$staging" "$ASYNCAPI_DIR"
+}
+
+if ! asyncapi_installed; then
   if ! command -v npm >/dev/null 2>&1; then
     fail "npm not found — install Node 20 (Debian: apt-get install nodejs npm) for @asyncapi/cli $ASYNCAPI_CLI_VERSION"
   else
-    echo "installing @asyncapi/cli $ASYNCAPI_CLI_VERSION with npm (log: $LOG)" >&2
-    mkdir -p "$CACHE/asyncapi-cli"
-    if npm install --prefix "$CACHE/asyncapi-cli" --no-audit --no-fund --save-exact \
-        "@asyncapi/cli@$ASYNCAPI_CLI_VERSION" >>"$LOG" 2>&1; then
-      ln -sf "$CACHE/asyncapi-cli/node_modules/.bin/asyncapi" "$BIN/asyncapi"
-    fi
-    asyncapi_ok || fail "could not install @asyncapi/cli $ASYNCAPI_CLI_VERSION with npm — see $LOG"
+    mkdir -p "$(dirname "$ASYNCAPI_DIR")"
+    # Two clones setting up at once install it once.
+    (flock 9 && install_asyncapi) 9>"$ASYNCAPI_DIR.lock" \
+      || fail "could not install @asyncapi/cli $ASYNCAPI_CLI_VERSION with npm — see $LOG"
   fi
+fi
+if asyncapi_installed; then
+  ln -sfn "$ASYNCAPI_DIR/node_modules/.bin/asyncapi" "$BIN/asyncapi"
 fi
 
 if [[ ! -x "$ROOT/.venv/bin/kubernetes-validate" ]]; then
