@@ -3,9 +3,6 @@ and the retention job."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import structlog
@@ -36,7 +33,7 @@ from hirestream.shared.privacy import ERASURE_INDEXES, ERASURES, Erasure, Erasur
 from hirestream.shared.runtime.clients import ServiceClients
 from hirestream.shared.service_layer.unit_of_work import UnitOfWork
 from hirestream.shared.settings import DatabaseName, Port, ServiceSettings
-from hirestream.shared.web.app import service_app
+from hirestream.shared.web.app import every_interval, service_app
 
 NAME = "applications"
 log = structlog.get_logger(__name__)
@@ -82,24 +79,10 @@ def create_app(settings: ApplicationsSettings) -> FastAPI:
 
     clients.subscribe(handlers.subscriptions(postings, applications, requests, erasures, journeys))
 
-    @asynccontextmanager
-    async def retention(_: FastAPI) -> AsyncIterator[None]:
-        period = timedelta(days=settings.retention_days)
+    period = timedelta(days=settings.retention_days)
 
-        async def every_interval() -> None:
-            while True:
-                try:
-                    await services.apply_retention(utc_now() - period, applications)
-                except Exception as error:  # database away: next round
-                    log.warning("retention.failed", error=type(error).__name__)
-                await asyncio.sleep(settings.retention_sweep_interval_s)
-
-        task = asyncio.create_task(every_interval(), name="retention")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    async def retention() -> None:
+        await services.apply_retention(utc_now() - period, applications)
 
     return service_app(
         clients,
@@ -108,7 +91,7 @@ def create_app(settings: ApplicationsSettings) -> FastAPI:
             pipeline_router(postings, journeys),
             privacy_router(erasure_requests),
         ],
-        background=retention,
+        background=every_interval(settings.retention_sweep_interval_s, retention, name="retention"),
         description="Applications to postings and their status workflow; publishes "
         "application.*; keeps a read model of postings from posting.* events, and a posting's "
         "pipeline from its own application.* events.",

@@ -3,9 +3,6 @@ the expiry job."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import structlog
@@ -24,7 +21,7 @@ from hirestream.shared.privacy import ERASURE_INDEXES, ERASURES, Erasure, Erasur
 from hirestream.shared.runtime.clients import ServiceClients
 from hirestream.shared.service_layer.unit_of_work import UnitOfWork
 from hirestream.shared.settings import DatabaseName, Port, ServiceSettings
-from hirestream.shared.web.app import service_app
+from hirestream.shared.web.app import every_interval, service_app
 
 NAME = "postings"
 log = structlog.get_logger(__name__)
@@ -71,31 +68,17 @@ def create_app(settings: PostingsSettings) -> FastAPI:
 
     clients.subscribe(handlers.subscriptions(erasures))
 
-    @asynccontextmanager
-    async def expiry(_: FastAPI) -> AsyncIterator[None]:
-        # Every replica runs it: each close is conditional on the version it read, so replicas
-        # racing close a posting once, and a run cut short leaves the rest to the next.
-        async def every_interval() -> None:
-            while True:
-                try:
-                    closed = await services.expire_postings(unit_of_work, now=utc_now())
-                    if closed:
-                        log.info("postings.expired", count=closed)
-                except Exception as error:  # database away: next round
-                    log.warning("expiry.failed", error=type(error).__name__)
-                await asyncio.sleep(settings.expiry_sweep_interval_s)
-
-        task = asyncio.create_task(every_interval(), name="posting-expiry")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    # Every replica sweeps: each close is conditional on the version it read, so replicas
+    # racing close a posting once, and a sweep cut short leaves the rest to the next.
+    async def expiry() -> None:
+        closed = await services.expire_postings(unit_of_work, now=utc_now())
+        if closed:
+            log.info("postings.expired", count=closed)
 
     return service_app(
         clients,
         [postings_router(unit_of_work, expiry=settings.expiry)],
-        background=expiry,
+        background=every_interval(settings.expiry_sweep_interval_s, expiry, name="expiry"),
         description="Job postings: publish, change, close and search; closes them when they "
         "expire; publishes posting.*",
     )

@@ -5,9 +5,11 @@ and stops them in reverse."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import structlog
 from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -24,7 +26,34 @@ from hirestream.shared.web.problems import install_problem_handlers
 
 VERSION = "0.1.0"
 
+log = structlog.get_logger(__name__)
+
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def every_interval(interval_s: float, job: Callable[[], Awaitable[None]], *, name: str) -> Lifespan:
+    """Background work for `service_app`: `job` at start-up, then every `interval_s` while the
+    service runs. A run that fails (the database away) is logged as `<name>.failed`, and the
+    next one tries again."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async def rounds() -> None:
+            while True:
+                try:
+                    await job()
+                except Exception as error:
+                    log.warning(f"{name}.failed", error=type(error).__name__)
+                await asyncio.sleep(interval_s)
+
+        task = asyncio.create_task(rounds(), name=name)
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return lifespan
 
 
 def service_app(
