@@ -51,7 +51,7 @@ from hirestream.notifications.domain import (
     Webhook,
     backoff_s,
 )
-from hirestream.notifications.services import WebhookPoster
+from hirestream.notifications.services import DeliveryRecords, WebhookPoster
 from hirestream.shared.events.envelope import CloudEvent
 from hirestream.shared.events.notifications import Channel, DeliveryOutcome
 from hirestream.shared.events.types import utc_now
@@ -67,10 +67,8 @@ class Mailer(Protocol):
     ) -> None: ...
 
 
-class DeliveryQueue(Protocol):
-    """What the worker needs of the notification store."""
-
-    async def get_many(self, notification_ids: list[str]) -> dict[str, Notification]: ...
+class DeliveryQueue(DeliveryRecords, Protocol):
+    """What the worker needs of the notification store: the records, and claims on them."""
 
     async def claim(
         self, notification_id: str, *, due_at: datetime, until: datetime
@@ -79,16 +77,6 @@ class DeliveryQueue(Protocol):
     async def claim_due(
         self, *, now: datetime, lease: timedelta, limit: int
     ) -> list[Notification]: ...
-
-    async def record_attempt(
-        self,
-        notification_id: str,
-        attempt: DeliveryAttempt,
-        *,
-        retry_at: datetime | None,
-        final_status: DeliveryStatus | None,
-        owed: list[CloudEvent[Any]],
-    ) -> None: ...
 
 
 WebhookLookup = Callable[[str], Awaitable[Webhook | None]]

@@ -73,12 +73,26 @@ FACTS_PATIENCE_ROUNDS = 8
 FACTS_PATIENCE_STEP_S = 0.25
 
 
-class Notifications(Protocol):
+class DeliveryRecords(Protocol):
+    """The stored notifications as deliveries read and record them."""
+
+    async def get_many(self, notification_ids: list[str]) -> dict[str, Notification]: ...
+
+    async def record_attempt(
+        self,
+        notification_id: str,
+        attempt: DeliveryAttempt,
+        *,
+        retry_at: datetime | None,
+        final_status: DeliveryStatus | None,
+        owed: list[CloudEvent[Any]],
+    ) -> None: ...
+
+
+class Notifications(DeliveryRecords, Protocol):
     async def create(
         self, notifications: Sequence[Notification]
     ) -> tuple[list[Notification], list[str]]: ...
-
-    async def get_many(self, notification_ids: list[str]) -> dict[str, Notification]: ...
 
     async def inbox(
         self, recipient: str, *, limit: int, cursor: str | None, unread_only: bool = False
@@ -91,16 +105,6 @@ class Notifications(Protocol):
     async def take_for_redelivery(
         self, notification_id: str, webhook_id: str, *, until: datetime
     ) -> Notification | None: ...
-
-    async def record_attempt(
-        self,
-        notification_id: str,
-        attempt: DeliveryAttempt,
-        *,
-        retry_at: datetime | None,
-        final_status: DeliveryStatus | None,
-        owed: list[CloudEvent[Any]],
-    ) -> None: ...
 
     async def deliveries(
         self, webhook_id: str, *, limit: int, cursor: str | None
