@@ -3,7 +3,7 @@ posting's pipeline; erasure requests."""
 
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hirestream.applications import services
@@ -30,6 +30,7 @@ from hirestream.shared.events.types import UtcDateTime
 from hirestream.shared.identity import Principal, Role
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.web.auth import Authenticated, require_role
+from hirestream.shared.web.dependencies import made_by
 from hirestream.shared.web.idempotency import IdempotencyKey, created_response, idempotent
 from hirestream.shared.web.openapi import LOCATION, REPLAYED, route_responses
 
@@ -69,7 +70,7 @@ class StatusRequest(BaseModel):
 
 def applications_router(unit_of_work: UnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["applications"])
-    Uow = Annotated[ApplicationsUnitOfWork, Depends(unit_of_work)]
+    Uow = Annotated[ApplicationsUnitOfWork, made_by(unit_of_work)]
 
     @router.post(
         "/postings/{posting_id}/applications",
@@ -228,7 +229,7 @@ class ErasureStatus(BaseModel):
 
 def privacy_router(unit_of_work: ErasureUnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["privacy"])
-    Uow = Annotated[ErasureUnitOfWork, Depends(unit_of_work)]
+    Uow = Annotated[ErasureUnitOfWork, made_by(unit_of_work)]
 
     @router.post(
         "/candidates/{candidate_id}/erasure",

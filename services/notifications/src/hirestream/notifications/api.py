@@ -8,7 +8,7 @@ it (`PUBLIC_ROUTES`; tests/security/test_authorization_matrix.py plays it withou
 from datetime import timedelta
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict
 
 from hirestream.notifications import services
@@ -30,6 +30,7 @@ from hirestream.shared.events.types import UtcDateTime, utc_now
 from hirestream.shared.identity import Principal, Role
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.web.auth import Authenticated, require_role
+from hirestream.shared.web.dependencies import made_by
 from hirestream.shared.web.openapi import LOCATION, route_responses
 
 Candidate = Annotated[Principal, require_role(Role.CANDIDATE)]
@@ -215,7 +216,7 @@ def notifications_router(
     redelivery_lease: timedelta,
 ) -> APIRouter:
     router = APIRouter()
-    Uow = Annotated[NotificationsUnitOfWork, Depends(unit_of_work)]
+    Uow = Annotated[NotificationsUnitOfWork, made_by(unit_of_work)]
 
     @router.get(
         "/notifications",

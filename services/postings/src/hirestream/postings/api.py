@@ -4,7 +4,7 @@ import json
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hirestream.postings import services
@@ -37,6 +37,7 @@ from hirestream.shared.events.types import NonNegativeInt64
 from hirestream.shared.identity import Principal, Role
 from hirestream.shared.storage.pagination import Page
 from hirestream.shared.web.auth import Authenticated, require_role
+from hirestream.shared.web.dependencies import made_by
 from hirestream.shared.web.idempotency import IdempotencyKey, created_response, idempotent
 from hirestream.shared.web.openapi import ETAG, LOCATION, REPLAYED, route_responses
 from hirestream.shared.web.problems import Problem
@@ -194,7 +195,7 @@ def postings_router(
     unit_of_work: UnitOfWorkFactory, *, expiry: ExpiryPolicy = DEFAULT_EXPIRY
 ) -> APIRouter:
     router = APIRouter(prefix="/postings", tags=["postings"])
-    Uow = Annotated[PostingsUnitOfWork, Depends(unit_of_work)]
+    Uow = Annotated[PostingsUnitOfWork, made_by(unit_of_work)]
 
     @router.post(
         "",
