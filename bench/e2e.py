@@ -15,13 +15,11 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer
 
 from bench.data import application_form
-from bench.kafka import ensure_topics, producer, skip_to_end
+from bench.kafka import ensure_topics, producer, skip_earlier_backlogs
 from bench.load import Latencies, Result, paced, ratio, session
 from bench.stack import Bench, create_postings
-from hirestream.notifications.handlers import GROUP
-from hirestream.shared.events.applications import APPLICATION_STATUS_CHANGED, APPLICATION_SUBMITTED
+from hirestream.shared.events.applications import APPLICATION_SUBMITTED
 from hirestream.shared.events.notifications import NOTIFICATION_DELIVERED
-from hirestream.shared.events.postings import POSTING_CREATED
 from hirestream.shared.identity import Role
 
 Send = Callable[[int], Awaitable[tuple[str, float] | None]]
@@ -114,11 +112,7 @@ async def ours(
 
 
 async def run(bench: Bench) -> Result:
-    bootstrap = bench.servers.kafka_bootstrap
-    for event_type in (APPLICATION_SUBMITTED, APPLICATION_STATUS_CHANGED, POSTING_CREATED):
-        # What earlier benchmarks left unread is none of this one's business.
-        await ensure_topics(bootstrap, [event_type.topic])
-        await skip_to_end(bootstrap, GROUP, event_type.topic)
+    await skip_earlier_backlogs(bench.servers.kafka_bootstrap)
     postings = bench.service("postings", "postings_e2e")
     applications = bench.service("applications", "applications_e2e")
     notifications = bench.service("notifications", "notifications_e2e")

@@ -16,6 +16,7 @@ import aiohttp
 
 from bench import floor
 from bench.data import application_form
+from bench.kafka import skip_earlier_backlogs
 from bench.load import Latencies, Result, machine_cpu_s, per_unit_ms, process_cpu_s, session
 from bench.stack import LOGS, Bench, BenchProcess, create_postings
 from hirestream.shared.identity import Role
@@ -86,6 +87,7 @@ async def closed_loop(
 
 
 async def run(bench: Bench) -> Result:
+    await skip_earlier_backlogs(bench.servers.kafka_bootstrap)
     postings = bench.service("postings", "postings_post")
     applications = bench.service("applications", "applications_post")
     database = bench.database("applications_post")
