@@ -81,6 +81,12 @@ def subscriptions(
             PRIVACY_GROUP, erasures, service="applications", anonymise=anonymise, kept=KEPT
         ),
         Subscription(CANDIDATE_ERASED, ERASURE_STATUS_GROUP, on_candidate_erased),
-        Subscription(APPLICATION_SUBMITTED, PIPELINE_GROUP, on_applications_submitted, batch=True),
+        Subscription(
+            APPLICATION_SUBMITTED,
+            PIPELINE_GROUP,
+            on_applications_submitted,
+            batch=True,
+            gather_ms=500,
+        ),
         Subscription(APPLICATION_STATUS_CHANGED, PIPELINE_GROUP, on_status_changed),
     ]

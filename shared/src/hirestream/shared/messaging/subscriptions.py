@@ -30,6 +30,7 @@ from hirestream.shared.events.envelope import CloudEvent, EventType, InvalidEven
 # Records handed to a batch handler at most: one poll's worth, and a bound on what a failed
 # batch makes the record-by-record fallback redo.
 MAX_BATCH_RECORDS = 500
+GATHER_BYTES = 256 * 1024
 
 Handler = Callable[..., Awaitable[None]]
 """`async (event: CloudEvent[Payload]) -> None`, or for a batch subscription
@@ -45,6 +46,9 @@ class Subscription:
     # A busy topic's handler may take every valid event of a poll at once, so its database
     # work is a few commands per batch rather than per event.
     batch: bool = False
+    # For a projection that a moment's lag does not hurt: the broker holds each fetch up to
+    # this long until it has GATHER_BYTES, so a steady trickle arrives as a few larger batches.
+    gather_ms: int = 0
 
 
 class InvalidRecords(InvalidEvent):
@@ -101,6 +105,8 @@ def subscribe(broker: KafkaBroker, subscription: Subscription) -> None:
         }
     else:
         options["decoder"] = event_decoder(event_type)
+    if subscription.gather_ms:
+        options |= {"fetch_min_bytes": GATHER_BYTES, "fetch_max_wait_ms": subscription.gather_ms}
     broker.subscriber(event_type.topic, **options)(subscription.handler)
 
 
