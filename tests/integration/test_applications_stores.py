@@ -1,10 +1,12 @@
 """The applications stores on the real database, for what the in-memory fakes of the unit tests
 (tests/support/applications.py) take for granted: one application per candidate and posting,
-a change from a stale version refused, the Idempotency-Key record erased with the person, and
-an erasure request's confirmations each added once."""
+a change from a stale version refused, the Idempotency-Key record erased with the person, an
+erasure request's confirmations each added once, and the pipeline projection the same whatever
+the order and number of the steps' arrivals."""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -13,13 +15,15 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from hirestream.applications.domain import Confirmation, ErasureRequest, Party
+from hirestream.applications.domain import Confirmation, ErasureRequest, Party, Step
 from hirestream.applications.store import (
     APPLICATIONS,
     ERASURE_REQUESTS,
     INDEXES,
+    PIPELINE,
     ApplicationStore,
     ErasureRequestStore,
+    PipelineProjection,
 )
 from hirestream.shared.events.applications import ApplicationStatus
 from hirestream.shared.privacy import ERASED_NAME
@@ -126,3 +130,40 @@ async def test_the_latest_erasure_request_gets_each_confirmation_once(
     assert latest.request_id == newer.request_id
     assert latest.confirmations == [confirmation]
     assert await requests.latest_for(new_candidate()) is None
+
+
+async def test_the_pipeline_projection_is_the_same_whatever_the_order_and_redeliveries(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    statuses = [S.SUBMITTED, S.SCREENING, S.INTERVIEW]
+    steps = [
+        Step(
+            application_id=f"app-{number}",
+            posting_id="posting-1",
+            org="acme",
+            version=version,
+            status=statuses[version - 1],
+            at=NOW + timedelta(minutes=10 * number + version),
+        )
+        for number in range(6)
+        for version in range(1, 1 + number % 3 + 1)
+    ]
+    in_order = PipelineProjection(database[f"{PIPELINE}_in_order"])
+    for step in steps:
+        await in_order.record([step])
+
+    # Each step three times, shuffled: status changes before their submission, and
+    # submissions whose document exists already, within a batch and across batches.
+    arrivals = steps * 3
+    random.Random(11).shuffle(arrivals)
+    shuffled = PipelineProjection(database[f"{PIPELINE}_shuffled"])
+    for start in range(0, len(arrivals), 5):
+        await shuffled.record(arrivals[start : start + 5])
+
+    def journeys(found: list[list[Step]]) -> list[list[Step]]:
+        ordered = [sorted(steps, key=lambda step: step.version) for steps in found]
+        return sorted(ordered, key=lambda steps: steps[0].application_id)
+
+    expected = journeys(await in_order.journeys("posting-1"))
+    assert len(expected) == 6
+    assert journeys(await shuffled.journeys("posting-1")) == expected

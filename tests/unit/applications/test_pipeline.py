@@ -191,14 +191,24 @@ def test_an_empty_posting_has_every_status_at_zero() -> None:
 
 
 class DocumentsInMemory:
-    """As much of a collection as `PipelineProjection` uses: `bulk_write` of upserting
-    `$set`s (dotted paths into objects), `find` by equality, `delete_many`. `duplicates`
-    makes the next bulk writes fail as a racing upsert does."""
+    """As much of a collection as `PipelineProjection` uses: unordered `insert_many`,
+    `bulk_write` of upserting `$set`s (dotted paths into objects), `find` by equality,
+    `delete_many`. `duplicates` makes the next bulk writes fail as a racing upsert does."""
 
     def __init__(self) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
         self.duplicates = 0
         self.writes = 0
+
+    async def insert_many(self, documents: list[dict[str, Any]], ordered: bool) -> None:
+        self.writes += 1
+        taken = [index for index, d in enumerate(documents) if d["_id"] in self.documents]
+        for index, document in enumerate(documents):
+            if index not in taken:
+                self.documents[document["_id"]] = document
+        if taken:
+            errors = [{"code": 11000, "index": index} for index in taken]
+            raise BulkWriteError({"writeErrors": errors})
 
     async def bulk_write(self, writes: list[UpdateOne], ordered: bool) -> None:
         self.writes += 1
@@ -257,12 +267,24 @@ async def test_a_racing_upsert_is_written_again() -> None:
     store, documents = projection()
     documents.duplicates = 1
 
-    await store.record([Step.of(JOURNEYS["c"][0])])
+    await store.record([Step.of(JOURNEYS["b"][1])])
 
     assert documents.writes == 2
     assert [[step.status for step in steps] for steps in await store.journeys(POSTING_ID)] == [
-        [S.SUBMITTED]
+        [S.SCREENING]
     ]
+
+
+async def test_a_submission_is_one_insert_and_a_redelivered_one_is_set_again() -> None:
+    store, documents = projection()
+    submissions = [Step.of(events[0]) for events in JOURNEYS.values()]
+
+    await store.record(submissions)
+    assert documents.writes == 1
+
+    await store.record(submissions[:2])
+    assert documents.writes == 3  # the refused insert, then the set
+    assert len(await store.journeys(POSTING_ID)) == len(JOURNEYS)
 
 
 async def test_rebuilding_from_scratch_starts_empty() -> None:

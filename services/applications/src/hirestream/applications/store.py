@@ -267,9 +267,37 @@ class PipelineProjection:
         self.collection = collection
 
     async def record(self, steps: Sequence[Step]) -> None:
-        """Record each step in its application's document, in one bulk write."""
-        if not steps:
-            return
+        """A submission (version 1) starts its application's document: an insert, which costs
+        the server less than an upsert's lookup. A later step, or a submission whose document
+        a redelivery or an earlier-arriving status change made already, is set into it."""
+        firsts = [step for step in steps if step.version == 1]
+        later = [step for step in steps if step.version != 1]
+        if firsts:
+            later += await self._insert(firsts)
+        if later:
+            await self._set(later)
+
+    async def _insert(self, steps: list[Step]) -> list[Step]:
+        """Insert a document per step; returns the steps whose document exists already."""
+        documents = [
+            {
+                "_id": step.application_id,
+                "posting_id": step.posting_id,
+                "org": step.org,
+                "steps": {f"v{step.version}": {"status": step.status.value, "at": step.at}},
+            }
+            for step in steps
+        ]
+        try:
+            await self.collection.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return [steps[e["index"]] for e in errors]
+        return []
+
+    async def _set(self, steps: list[Step]) -> None:
         writes = [
             UpdateOne(
                 {"_id": step.application_id},
