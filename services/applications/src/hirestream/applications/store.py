@@ -47,8 +47,10 @@ from hirestream.shared.service_layer.unit_of_work import (
 )
 from hirestream.shared.storage.aggregates import NOT_RETURNED, AggregateCollection
 from hirestream.shared.storage.mongo import (
+    DUPLICATE_KEY,
     CollectionIndexes,
     Document,
+    insert_new,
 )
 from hirestream.shared.storage.pagination import (
     Page,
@@ -79,8 +81,6 @@ CANDIDATE_ID = "candidate.candidate_id"
 NEWEST = newest_first("submitted_at")
 MATCH_SCORE = "match.score"
 BEST_MATCH = newest_first(MATCH_SCORE)  # highest first, ties by _id
-# A duplicate key from an upsert is a concurrent upsert of the same new document: try again.
-DUPLICATE_KEY = 11000
 
 INDEXES = [
     CollectionIndexes(
@@ -288,14 +288,7 @@ class PipelineProjection:
             }
             for step in steps
         ]
-        try:
-            await self.collection.insert_many(documents, ordered=False)
-        except BulkWriteError as error:
-            errors = error.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            return [steps[e["index"]] for e in errors]
-        return []
+        return [steps[index] for index in sorted(await insert_new(self.collection, documents))]
 
     async def _set(self, steps: list[Step]) -> None:
         writes = [
@@ -317,7 +310,8 @@ class PipelineProjection:
         except BulkWriteError as error:
             if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
                 raise
-            # Two upserts of one new application raced: the second finds it now.
+            # A duplicate key from an upsert: two upserts of one new application raced, and
+            # the second finds it now.
             await self.collection.bulk_write(writes, ordered=False)
 
     async def journeys(self, posting_id: str) -> list[list[Step]]:

@@ -27,7 +27,6 @@ from bson import ObjectId
 from pymongo import IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from hirestream.notifications.domain import (
     MATCH_ALL,
@@ -58,9 +57,9 @@ from hirestream.shared.messaging.outbox import (
 from hirestream.shared.privacy import ERASED_EMAIL, ERASED_NAME
 from hirestream.shared.storage.group_commit import GroupCommit, Write, bulk_writer
 from hirestream.shared.storage.mongo import (
-    DUPLICATE_KEY,
     CollectionIndexes,
     Document,
+    insert_new,
     object_id_or_none,
 )
 from hirestream.shared.storage.pagination import Page, after_cursor, newest_first, page_of
@@ -149,21 +148,11 @@ class NotificationStore:
         """Insert each notification once, all in one round trip. Returns the ones that were
         new, and the ids of those that existed already (a redelivered event): the unique `_id`
         refused them and they are left as they are."""
-        if not notifications:
-            return [], []
-        try:
-            # Unordered: one existing notification does not stop the others.
-            await self.collection.insert_many(
-                [_document(notification) for notification in notifications], ordered=False
-            )
-        except BulkWriteError as error:
-            errors = error.details.get("writeErrors", [])
-            existing = {e["index"] for e in errors if e.get("code") == DUPLICATE_KEY}
-            if len(existing) < len(errors):
-                raise
-            made = [n for i, n in enumerate(notifications) if i not in existing]
-            return made, [notifications[i].notification_id for i in sorted(existing)]
-        return list(notifications), []
+        existing = await insert_new(
+            self.collection, [_document(notification) for notification in notifications]
+        )
+        made = [n for i, n in enumerate(notifications) if i not in existing]
+        return made, [notifications[i].notification_id for i in sorted(existing)]
 
     async def get_many(self, notification_ids: list[str]) -> dict[str, Notification]:
         """The notifications of these ids that exist, by id: one query for a batch."""
@@ -508,12 +497,7 @@ class FactStore:
         for one in facts:
             fields = asdict(one)
             documents.append({"_id": fields.pop("application_id"), **fields})
-        try:
-            await self.applications.insert_many(documents, ordered=False)
-        except BulkWriteError as error:
-            errors = error.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
+        await insert_new(self.applications, documents)
 
     async def anonymise_candidate(self, candidate_id: str) -> list[str]:
         """Erasure: blank the candidate's name and address; returns their application ids."""

@@ -14,7 +14,9 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from hirestream.shared.settings import ServiceSettings
 
@@ -59,6 +61,23 @@ def object_id_or_none(value: str) -> ObjectId | None:
         return ObjectId(value)
     except (InvalidId, TypeError):
         return None
+
+
+async def insert_new(
+    collection: AsyncCollection[Document], documents: Sequence[Document]
+) -> set[int]:
+    """Insert each document in one unordered command; returns the indexes of those a unique key
+    refused (they exist already: a redelivery), and raises on any other write error."""
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return {e["index"] for e in errors}
+    return set()
 
 
 async def ping(client: AsyncMongoClient[Document]) -> None:
