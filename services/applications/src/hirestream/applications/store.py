@@ -254,6 +254,18 @@ class PostingReadModel:
         await self.collection.delete_many({})
 
 
+def _owner(step: Step) -> Document:
+    return {"posting_id": step.posting_id, "org": step.org}
+
+
+def _key(step: Step) -> str:
+    return f"v{step.version}"
+
+
+def _entry(step: Step) -> Document:
+    return {"status": step.status.value, "at": step.at}
+
+
 class PipelineProjection:
     """Each application's journey through the statuses, from `application.*` events: one
     document per application, `{posting_id, org, steps: {"v<version>": {status, at}}}`.
@@ -270,22 +282,16 @@ class PipelineProjection:
         """A submission (version 1) starts its application's document: an insert, which costs
         the server less than an upsert's lookup. A later step, or a submission whose document
         a redelivery or an earlier-arriving status change made already, is set into it."""
-        firsts = [step for step in steps if step.version == 1]
-        later = [step for step in steps if step.version != 1]
-        if firsts:
-            later += await self._insert(firsts)
-        if later:
-            await self._set(later)
+        submissions = [step for step in steps if step.version == 1]
+        to_set = [step for step in steps if step.version != 1]
+        to_set += await self._insert(submissions)
+        if to_set:
+            await self._set(to_set)
 
     async def _insert(self, steps: list[Step]) -> list[Step]:
         """Insert a document per step; returns the steps whose document exists already."""
         documents = [
-            {
-                "_id": step.application_id,
-                "posting_id": step.posting_id,
-                "org": step.org,
-                "steps": {f"v{step.version}": {"status": step.status.value, "at": step.at}},
-            }
+            {"_id": step.application_id, **_owner(step), "steps": {_key(step): _entry(step)}}
             for step in steps
         ]
         return [steps[index] for index in sorted(await insert_new(self.collection, documents))]
@@ -294,13 +300,7 @@ class PipelineProjection:
         writes = [
             UpdateOne(
                 {"_id": step.application_id},
-                {
-                    "$set": {
-                        "posting_id": step.posting_id,
-                        "org": step.org,
-                        f"steps.v{step.version}": {"status": step.status.value, "at": step.at},
-                    }
-                },
+                {"$set": {**_owner(step), f"steps.{_key(step)}": _entry(step)}},
                 upsert=True,
             )
             for step in steps
