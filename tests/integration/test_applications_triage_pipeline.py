@@ -210,14 +210,25 @@ def approximately(pipeline: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def events_of(servers: Servers, posting_id: str, expected: int) -> list[Record]:
-    def arrived(records: list[Record]) -> bool:
-        return len(for_posting(records, posting_id)) >= expected
+async def events_of(servers: Servers, posting_id: str, steps: int) -> list[Record]:
+    """The posting's events once `steps` distinct (application, version) pairs are read:
+    counting records instead would stop early on redelivered duplicates."""
+
+    def steps_in(records: list[Record]) -> int:
+        return len(
+            {
+                (data["application_id"], data["version"])
+                for data in (r.json()["data"] for r in for_posting(records, posting_id))
+            }
+        )
 
     records = await read_until(
-        servers.kafka_bootstrap, [SUBMITTED, STATUS_CHANGED], arrived, timeout_s=60
+        servers.kafka_bootstrap,
+        [SUBMITTED, STATUS_CHANGED],
+        lambda records: steps_in(records) >= steps,
+        timeout_s=60,
     )
-    assert len(for_posting(records, posting_id)) >= expected, "events missing from the topics"
+    assert steps_in(records) >= steps, "events missing from the topics"
     return records
 
 
