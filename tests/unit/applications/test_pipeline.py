@@ -37,6 +37,7 @@ from hirestream.shared.identity import Principal
 from hirestream.shared.privacy import Erasure
 from hirestream.shared.service_layer.errors import Forbidden, NotFound
 from hirestream.shared.service_layer.unit_of_work import UnitOfWork
+from hirestream.shared.storage.mongo import DUPLICATE_KEY
 from tests.support.applications import (
     ADMIN,
     CANDIDATE,
@@ -207,14 +208,14 @@ class DocumentsInMemory:
             if index not in taken:
                 self.documents[document["_id"]] = document
         if taken:
-            errors = [{"code": 11000, "index": index} for index in taken]
+            errors = [{"code": DUPLICATE_KEY, "index": index} for index in taken]
             raise BulkWriteError({"writeErrors": errors})
 
     async def bulk_write(self, writes: list[UpdateOne], ordered: bool) -> None:
         self.writes += 1
         if self.duplicates:
             self.duplicates -= 1
-            raise BulkWriteError({"writeErrors": [{"code": 11000, "index": 0}]})
+            raise BulkWriteError({"writeErrors": [{"code": DUPLICATE_KEY, "index": 0}]})
         for write in writes:
             document = self.documents.setdefault(
                 write._filter["_id"], {"_id": write._filter["_id"]}
